@@ -1,0 +1,86 @@
+import { Type, type Static } from 'typebox';
+
+// A UUID in its canonical text form only: no braces, no "urn:uuid:" prefix (which the "uuid" format allows).
+const UUID_PATTERN = '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$';
+
+export const Uuid = (description: string) =>
+  Type.String({ pattern: UUID_PATTERN, description, examples: ['2085f8b6-70fe-4253-ade0-cdbfe9892082'] });
+
+/** The token is checked by the auth code, which answers 401 for anything wrong, malformed included. */
+const AccessTokenQuery = Type.Optional(
+  Type.String({
+    maxLength: 128,
+    description: 'The access token. Prefer the `Authorization: Bearer` header: query strings end up in logs.',
+  }),
+);
+
+export const MAX_USERNAME_LENGTH = 64;
+export const MAX_TITLE_LENGTH = 200;
+
+export const CreateUserQuery = Type.Object(
+  {
+    username: Type.String({
+      minLength: 1,
+      // Checked again after trimming and in code points; this bound only keeps garbage out early.
+      maxLength: MAX_USERNAME_LENGTH * 4,
+      description: `1–${MAX_USERNAME_LENGTH} characters after trimming; letters of any script.`,
+      examples: ['john_doe'],
+    }),
+  },
+  { additionalProperties: true },
+);
+
+export const CreatedUser = Type.Object({
+  user_id: Uuid('The new user’s id.'),
+  access_token: Uuid('The user’s access token. It is shown only now: store it.'),
+});
+
+export const UploadQuery = Type.Object({
+  user_id: Uuid('The uploading user’s id.'),
+  access_token: AccessTokenQuery,
+  title: Type.Optional(
+    Type.String({
+      maxLength: MAX_TITLE_LENGTH * 4,
+      description: 'A title for the recording (or a multipart field `title`).',
+    }),
+  ),
+});
+
+export const RecordUrl = Type.Object({
+  record_url: Type.String({
+    description: 'Where the MP3 downloads.',
+    examples: [
+      'http://localhost:8000/api/v1/record?record_id=b88b0965-ff26-4b1c-be89-7efe2e8bcddc&user_id=2085f8b6-70fe-4253-ade0-cdbfe9892082',
+    ],
+  }),
+});
+
+export const DownloadQuery = Type.Object({
+  record_id: Uuid('The record’s id, from its record_url.'),
+  user_id: Uuid('The owner’s id, from the record_url.'),
+});
+
+export const RecordMetadata = Type.Object({
+  record_url: RecordUrl.properties.record_url,
+  record_id: Uuid('The record’s id.'),
+  user_id: Uuid('The owner’s id.'),
+  title: Type.Union([Type.String(), Type.Null()]),
+  original_filename: Type.Union([Type.String(), Type.Null()], { description: 'The uploaded file’s name, as sent.' }),
+  created_at: Type.String({ format: 'date-time' }),
+  duration_seconds: Type.Number({ description: 'Length of the audio, in seconds.' }),
+  size_bytes: Type.Integer({ description: 'Size of the MP3 file.' }),
+  sample_rate: Type.Integer({ description: 'Sample rate of the MP3, in Hz.' }),
+  channels: Type.Integer({ description: 'Channels of the MP3: 1 or 2.' }),
+  bitrate_kbps: Type.Integer({ description: 'Average bitrate of the MP3, in kbit/s.' }),
+});
+export type RecordMetadata = Static<typeof RecordMetadata>;
+
+/** RFC 9457 problem details; `detail` keeps clients written for FastAPI's `{"detail": …}` working. */
+export const ProblemDetails = Type.Object({
+  type: Type.String(),
+  title: Type.String(),
+  status: Type.Integer(),
+  detail: Type.String(),
+});
+
+export const Health = Type.Object({ status: Type.String() });

@@ -1,0 +1,107 @@
+import { availableParallelism } from 'node:os';
+import { resolve } from 'node:path';
+import { Type, type Static } from 'typebox';
+import { Value } from 'typebox/value';
+
+const Integer = (options: { minimum: number; maximum?: number; default?: number }) => Type.Integer(options);
+
+/** The environment the service reads, with its defaults. `.env.example` documents each variable. */
+const EnvSchema = Type.Object({
+  PORT: Integer({ minimum: 0, maximum: 65535, default: 8000 }),
+  HOST: Type.String({ minLength: 1, default: '0.0.0.0' }),
+  DATABASE_URL: Type.Optional(Type.String({ pattern: '^postgres(ql)?://' })),
+  DATA_DIR: Type.String({ minLength: 1, default: './data' }),
+  PUBLIC_URL: Type.Optional(Type.String({ pattern: '^https?://[^/?#]+(/[^?#]*)?$' })),
+  TRUST_PROXY: Type.Boolean({ default: false }),
+  LOG_LEVEL: Type.Enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { default: 'info' }),
+  MAX_UPLOAD_BYTES: Integer({ minimum: 1024, default: 2 * 1024 ** 3 }),
+  MAX_DURATION_SECONDS: Integer({ minimum: 1, default: 6 * 3600 }),
+  MP3_VBR_QUALITY: Integer({ minimum: 0, maximum: 9, default: 2 }),
+  MP3_BITRATE_KBPS: Type.Optional(Integer({ minimum: 8, maximum: 320 })),
+  MP3_COMPRESSION_LEVEL: Type.Optional(Integer({ minimum: 0, maximum: 9 })),
+  CONVERT_CONCURRENCY: Integer({ minimum: 1, maximum: 256, default: availableParallelism() }),
+  CONVERT_QUEUE_SIZE: Integer({ minimum: 0, maximum: 10_000, default: 16 }),
+  CONVERT_TIMEOUT_SECONDS: Integer({ minimum: 1, default: 1800 }),
+  UPLOAD_IDLE_TIMEOUT_SECONDS: Integer({ minimum: 1, default: 30 }),
+  SHUTDOWN_GRACE_SECONDS: Integer({ minimum: 0, default: 30 }),
+  FFMPEG_PATH: Type.String({ minLength: 1, default: 'ffmpeg' }),
+});
+
+export type Env = Static<typeof EnvSchema>;
+
+export interface EncodingConfig {
+  /** LAME VBR quality (0 best … 9 smallest); ignored when `bitrateKbps` is set. */
+  readonly vbrQuality: number;
+  /** Constant bitrate in kbit/s; unset means VBR. */
+  readonly bitrateKbps: number | undefined;
+  /** LAME algorithm quality (0 slowest/best … 9 fastest); unset keeps LAME's default. */
+  readonly compressionLevel: number | undefined;
+}
+
+export interface Config {
+  readonly port: number;
+  readonly host: string;
+  /** PostgreSQL connection string; unset selects the embedded PGlite database under `dataDir`. */
+  readonly databaseUrl: string | undefined;
+  readonly dataDir: string;
+  readonly publicUrl: string | undefined;
+  readonly trustProxy: boolean;
+  readonly logLevel: string;
+  readonly maxUploadBytes: number;
+  readonly maxDurationSeconds: number;
+  readonly encoding: EncodingConfig;
+  readonly convertConcurrency: number;
+  readonly convertQueueSize: number;
+  readonly convertTimeoutMs: number;
+  readonly uploadIdleTimeoutMs: number;
+  readonly shutdownGraceMs: number;
+  readonly ffmpegPath: string;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** Reads and validates the environment once; every problem is reported together, by variable name. */
+export function loadConfig(environment: NodeJS.ProcessEnv = process.env): Config {
+  const known = Object.fromEntries(
+    Object.keys(EnvSchema.properties)
+      .filter((name) => environment[name] !== undefined && environment[name] !== '')
+      .map((name) => [name, environment[name]]),
+  );
+  const candidate = Value.Convert(EnvSchema, Value.Default(EnvSchema, known));
+  if (!Value.Check(EnvSchema, candidate)) {
+    const problems = new Map<string, string>();
+    for (const error of Value.Errors(EnvSchema, candidate)) {
+      const variable = error.instancePath.replace(/^\//, '') || 'environment';
+      problems.set(variable, `  ${variable}: ${error.message} (got ${JSON.stringify(known[variable] ?? null)})`);
+    }
+    throw new ConfigError(`Invalid configuration:\n${[...problems.values()].join('\n')}`);
+  }
+  return configFromEnv(candidate);
+}
+
+function configFromEnv(env: Env): Config {
+  return Object.freeze({
+    port: env.PORT,
+    host: env.HOST,
+    databaseUrl: env.DATABASE_URL,
+    dataDir: resolve(env.DATA_DIR),
+    publicUrl: env.PUBLIC_URL?.replace(/\/+$/, ''),
+    trustProxy: env.TRUST_PROXY,
+    logLevel: env.LOG_LEVEL,
+    maxUploadBytes: env.MAX_UPLOAD_BYTES,
+    maxDurationSeconds: env.MAX_DURATION_SECONDS,
+    encoding: Object.freeze({
+      vbrQuality: env.MP3_VBR_QUALITY,
+      bitrateKbps: env.MP3_BITRATE_KBPS,
+      compressionLevel: env.MP3_COMPRESSION_LEVEL,
+    }),
+    convertConcurrency: env.CONVERT_CONCURRENCY,
+    convertQueueSize: env.CONVERT_QUEUE_SIZE,
+    convertTimeoutMs: env.CONVERT_TIMEOUT_SECONDS * 1000,
+    uploadIdleTimeoutMs: env.UPLOAD_IDLE_TIMEOUT_SECONDS * 1000,
+    shutdownGraceMs: env.SHUTDOWN_GRACE_SECONDS * 1000,
+    ffmpegPath: env.FFMPEG_PATH,
+  });
+}

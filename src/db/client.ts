@@ -1,0 +1,88 @@
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { PGlite } from '@electric-sql/pglite';
+import { sql } from 'drizzle-orm';
+import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
+import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
+import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
+import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
+import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator';
+import postgres from 'postgres';
+import * as schema from './schema.js';
+
+/** One typed handle for both drivers: repositories never know which one they talk to. */
+export type Database = PgDatabase<PgQueryResultHKT, typeof schema>;
+
+export interface DatabaseHandle {
+  readonly db: Database;
+  readonly kind: 'postgres' | 'pglite';
+  /** Applies pending migrations; safe when several instances start at once. */
+  migrate(): Promise<void>;
+  /** Resolves when the database answers a trivial query. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface DatabaseOptions {
+  /** PostgreSQL connection string; unset opens the embedded PGlite database in `dataDir`. */
+  readonly databaseUrl: string | undefined;
+  readonly dataDir: string;
+  readonly poolSize: number;
+}
+
+const migrationsFolder = fileURLToPath(new URL('../../drizzle', import.meta.url));
+// Any constant works; it only has to be the same for every instance of this service.
+const MIGRATION_LOCK_KEY = 0x617564696f;
+
+export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHandle> {
+  return options.databaseUrl === undefined
+    ? openPglite(join(options.dataDir, 'pglite'))
+    : openPostgres(options.databaseUrl, options.poolSize);
+}
+
+async function openPglite(directory: string): Promise<DatabaseHandle> {
+  await mkdir(directory, { recursive: true });
+  const client = await PGlite.create(directory);
+  const db = drizzlePglite({ client, schema });
+  return {
+    db,
+    kind: 'pglite',
+    // PGlite is one connection owned by this process, so nothing can race with it.
+    migrate: () => migratePglite(db, { migrationsFolder }),
+    ping: async () => {
+      await client.query('select 1');
+    },
+    close: () => client.close(),
+  };
+}
+
+function openPostgres(url: string, poolSize: number): DatabaseHandle {
+  const connectionOptions = {
+    // Fail fast while PostgreSQL is unreachable, so that requests answer 503 instead of hanging.
+    connect_timeout: 5,
+    idle_timeout: 60,
+    onnotice: () => {},
+  } as const;
+  const client = postgres(url, { ...connectionOptions, max: poolSize });
+  const db = drizzlePostgres({ client, schema });
+  return {
+    db,
+    kind: 'postgres',
+    migrate: async () => {
+      // A session-level advisory lock needs a single connection for lock, migration and unlock.
+      const session = postgres(url, { ...connectionOptions, max: 1 });
+      try {
+        await session`select pg_advisory_lock(${MIGRATION_LOCK_KEY})`;
+        await migratePostgres(drizzlePostgres({ client: session }), { migrationsFolder });
+        await session`select pg_advisory_unlock(${MIGRATION_LOCK_KEY})`;
+      } finally {
+        await session.end();
+      }
+    },
+    ping: async () => {
+      await db.execute(sql`select 1`);
+    },
+    close: () => client.end({ timeout: 5 }),
+  };
+}

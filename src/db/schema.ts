@@ -1,0 +1,41 @@
+import { sql } from 'drizzle-orm';
+import { bigint, index, integer, pgTable, smallint, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
+
+export const users = pgTable(
+  'users',
+  {
+    id: uuid('id_').primaryKey(),
+    username: text('username').notNull(),
+    // SHA-256 of the access token, hex. The plain token is shown once and never stored.
+    accessTokenHash: text('access_token_hash').notNull(),
+    createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (table) => [
+    uniqueIndex('users_username_lower_key').on(sql`lower(${table.username})`),
+    uniqueIndex('users_access_token_hash_key').on(table.accessTokenHash),
+  ],
+);
+
+export const records = pgTable(
+  'records',
+  {
+    id: integer('id_').primaryKey().generatedAlwaysAsIdentity(),
+    userId: uuid('user_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    recordId: uuid('record_id').notNull().unique(),
+    title: text('title'),
+    originalFilename: text('original_filename'),
+    createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+    sizeBytes: bigint('size_bytes', { mode: 'number' }).notNull(),
+    durationMs: integer('duration_ms').notNull(),
+    sampleRate: integer('sample_rate').notNull(),
+    channels: smallint('channels').notNull(),
+    bitrate: integer('bitrate').notNull(),
+  },
+  (table) => [index('records_user_created_idx').on(table.userId, table.createdAt.desc(), table.id.desc())],
+);
+
+export type UserRow = typeof users.$inferSelect;
+export type RecordRow = typeof records.$inferSelect;
+export type NewRecordRow = typeof records.$inferInsert;
