@@ -1,6 +1,6 @@
 import type { FastifyRequest } from 'fastify';
 import type { AudioPipeline, ConvertedRecording } from '../audio/pipeline.js';
-import { badRequest, tooLarge } from '../errors.js';
+import { Problem, badRequest, tooLarge } from '../errors.js';
 import type { LocalStorage } from '../storage/local.js';
 import { MAX_TITLE_LENGTH } from './schemas.js';
 import { cleanFilename, cleanOptionalText } from './text.js';
@@ -36,14 +36,18 @@ export async function receiveRecording(
   let originalFilename: string | null = null;
   let titleField: string | null = null;
   try {
-    const parts = request.parts({
-      limits: { fileSize: limits.maxUploadBytes, files: 1, fields: 8, parts: 16, fieldSize: 4096, headerPairs: 16 },
-    });
+    const parts = asClientErrors(() =>
+      request.parts({
+        limits: { fileSize: limits.maxUploadBytes, files: 1, fields: 8, parts: 16, fieldSize: 4096, headerPairs: 16 },
+      }),
+    );
     for await (const part of parts) {
       if (part.type === 'field') {
-        if (part.valueTruncated) throw tooLarge(`The form field "${part.fieldname}" is too long.`);
-        if (part.fieldname === TITLE_FIELD)
+        // Other fields are ignored, so only a cut-off title matters; it is an overlong parameter like any other.
+        if (part.fieldname === TITLE_FIELD) {
+          if (part.valueTruncated) throw badRequest(`title must be at most ${MAX_TITLE_LENGTH} characters long.`);
           titleField = cleanOptionalText(String(part.value), 'title', MAX_TITLE_LENGTH);
+        }
         continue;
       }
       if (part.fieldname !== FILE_FIELD) {
@@ -55,7 +59,10 @@ export async function receiveRecording(
       file.once('limit', () => {
         file.destroy(tooLarge(`The upload is larger than the limit of ${limits.maxUploadBytes} bytes.`));
       });
-      converted = await dependencies.pipeline.convert(file, recordId);
+      converted = await dependencies.pipeline.convert(
+        asClientErrors(() => file),
+        recordId,
+      );
       originalFilename = cleanFilename(part.filename);
     }
   } catch (error) {
@@ -64,4 +71,28 @@ export async function receiveRecording(
   }
   if (converted === undefined) throw badRequest('The form has no "file" part with the WAV.');
   return { converted, originalFilename, titleField };
+}
+
+/**
+ * Passes `source` through, turning its own failures (a body that is not valid multipart, or that ends
+ * early) into 400: they are the client's doing, not the server's. Problems and the multipart plugin's
+ * own client errors (its limits) keep their status.
+ */
+async function* asClientErrors<T>(source: () => AsyncIterable<T>): AsyncGenerator<T> {
+  try {
+    yield* source();
+  } catch (error) {
+    if (error instanceof Problem || hasClientStatus(error)) throw error;
+    throw new Problem(400, 'The multipart body is malformed or ends before its closing boundary.', { cause: error });
+  }
+}
+
+function hasClientStatus(error: unknown): boolean {
+  return (
+    error instanceof Error &&
+    'statusCode' in error &&
+    typeof error.statusCode === 'number' &&
+    error.statusCode >= 400 &&
+    error.statusCode < 500
+  );
 }

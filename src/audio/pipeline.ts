@@ -59,8 +59,8 @@ async function readHeader(source: AsyncIterator<Buffer>, limits: WavLimits): Pro
     if (next.done === true) {
       await source.return?.();
       if (head.length === 0) throw notAWav('The uploaded file is empty.');
-      // The parser asks for more until the data chunk starts; a file that ends first has no audio.
-      parseWavHeader(head, limits);
+      // Judges the unfinished header as a whole file: 415 unless a "fmt " chunk made it a WAV, else 422.
+      parseWavHeader(head, limits, true);
       throw undecodableAudio('The WAV ends before its audio data.');
     }
     head = head.length === 0 ? next.value : Buffer.concat([head, next.value]);

@@ -38,8 +38,10 @@ export const MAX_CHANNELS = 8;
 /** Metadata chunks before the audio (bext, LIST, JUNK, iXML…) are small; more than this is not a recording. */
 export const MAX_HEADER_BYTES = 1024 * 1024;
 
-// Writers that stream a WAV put one of these in the size fields before they know the length.
-const UNKNOWN_SIZES = new Set([0, 0xffffffff]);
+// Writers that stream a WAV put one of these in the size fields before they know the length: 0 or all ones
+// (ffmpeg and most), and the near-2-GiB placeholders of sox and arecord, which at a low byte rate would
+// otherwise trip the duration limit.
+const UNKNOWN_SIZES = new Set([0, 0xffffffff, 0x7ffff000, 0x7fffffff]);
 
 export interface WavLimits {
   readonly maxDurationSeconds: number;
@@ -48,9 +50,13 @@ export interface WavLimits {
 /**
  * Parses the header at the start of `bytes`. Returns undefined while more bytes are needed to decide;
  * throws a Problem (415 not a WAV, 422 unusable audio, 413 too long) as soon as the bytes rule it out.
+ * With `complete`, `bytes` is the whole upload, so a header that is still unfinished is judged too.
  */
-export function parseWavHeader(bytes: Buffer, limits: WavLimits): WavFormat | undefined {
-  if (bytes.length < 12) return undefined;
+export function parseWavHeader(bytes: Buffer, limits: WavLimits, complete = false): WavFormat | undefined {
+  if (bytes.length < 12) {
+    if (complete) throw notAWav('The file is too short to be a WAV.');
+    return undefined;
+  }
   const container = bytes.toString('latin1', 0, 4);
   if (
     (container !== 'RIFF' && container !== 'RF64' && container !== 'BW64') ||
@@ -63,7 +69,7 @@ export function parseWavHeader(bytes: Buffer, limits: WavLimits): WavFormat | un
   let ds64DataBytes: number | undefined;
   let offset = 12;
   for (;;) {
-    if (offset + 8 > bytes.length) return needMore(offset);
+    if (offset + 8 > bytes.length) return needMore(offset, complete, format !== undefined);
     const chunkId = bytes.toString('latin1', offset, offset + 4);
     const chunkSize = bytes.readUInt32LE(offset + 4);
     const body = offset + 8;
@@ -83,7 +89,7 @@ export function parseWavHeader(bytes: Buffer, limits: WavLimits): WavFormat | un
 
     // The chunk bodies parsed below are small, so they must be complete before parsing.
     if ((chunkId === 'fmt ' || chunkId === 'ds64') && body + chunkSize > bytes.length)
-      return needMore(body + chunkSize);
+      return needMore(body + chunkSize, complete, format !== undefined);
     if (chunkId === 'fmt ') {
       format = parseFormatChunk(bytes.subarray(body, body + chunkSize));
     } else if (chunkId === 'ds64' && chunkSize >= 16) {
@@ -94,9 +100,14 @@ export function parseWavHeader(bytes: Buffer, limits: WavLimits): WavFormat | un
   }
 }
 
-function needMore(upTo: number): undefined {
+function needMore(upTo: number, complete: boolean, haveFormat: boolean): undefined {
   if (upTo > MAX_HEADER_BYTES) {
     throw notAWav(`The WAV has no audio data within its first ${MAX_HEADER_BYTES} bytes.`);
+  }
+  if (complete) {
+    // Without a whole "fmt " chunk the bytes were never shown to be a WAV; with one, it is a WAV without audio.
+    if (!haveFormat) throw notAWav('The file ends before its WAV "fmt " chunk is complete.');
+    throw undecodableAudio('The WAV ends before its audio data.');
   }
   return undefined;
 }

@@ -1,3 +1,4 @@
+import { request as httpRequest } from 'node:http';
 /** A thin HTTP client for the service's API, as a user would call it. */
 export interface TestUser {
   readonly user_id: string;
@@ -57,4 +58,90 @@ export async function uploadAndFetch(
   const download = await fetch(recordUrl);
   if (download.status !== 200) throw new Error(`download: ${download.status}`);
   return { recordUrl, mp3: Buffer.from(await download.arrayBuffer()) };
+}
+
+export interface FormPart {
+  readonly name: string;
+  readonly data: Buffer | string;
+  /** Makes the part a file part. */
+  readonly filename?: string;
+  readonly contentType?: string;
+}
+
+/** A multipart/form-data body written by hand, so tests control every byte (order, names, truncation). */
+export function multipartBody(parts: readonly FormPart[], boundary: string): Buffer {
+  const chunks: Buffer[] = [];
+  for (const part of parts) chunks.push(multipartPartHead(part, boundary), Buffer.from(part.data), Buffer.from('\r\n'));
+  chunks.push(multipartTail(boundary));
+  return Buffer.concat(chunks);
+}
+
+/** The delimiter and headers of one part; its bytes follow, then `\r\n` and the next part or the tail. */
+export function multipartPartHead(part: Omit<FormPart, 'data'>, boundary: string): Buffer {
+  const disposition =
+    `form-data; name="${part.name}"` + (part.filename === undefined ? '' : `; filename="${part.filename}"`);
+  const type = part.contentType ?? (part.filename === undefined ? undefined : 'application/octet-stream');
+  return Buffer.from(
+    `--${boundary}\r\nContent-Disposition: ${disposition}\r\n` +
+      (type === undefined ? '' : `Content-Type: ${type}\r\n`) +
+      '\r\n',
+  );
+}
+
+export function multipartTail(boundary: string): Buffer {
+  return Buffer.from(`--${boundary}--\r\n`);
+}
+
+export interface StreamedResponse {
+  readonly status: number;
+  readonly headers: import('node:http').IncomingHttpHeaders;
+  readonly body: string;
+}
+
+/** A request whose body the test writes piece by piece, e.g. to play a slow client or one that goes away. */
+export interface StreamingRequest {
+  write(chunk: Buffer): Promise<void>;
+  end(chunk?: Buffer): void;
+  /** Drops the connection mid-request. */
+  abort(): void;
+  /** Settles as soon as the server answers, whether or not the body was finished. */
+  readonly response: Promise<StreamedResponse>;
+}
+
+export function streamRequest(
+  url: string,
+  options: { method?: string; headers?: Record<string, string> } = {},
+): StreamingRequest {
+  const request = httpRequest(url, { method: options.method ?? 'POST', headers: options.headers });
+  const response = new Promise<StreamedResponse>((resolve, reject) => {
+    request.once('error', reject);
+    request.once('response', (incoming) => {
+      const chunks: Buffer[] = [];
+      incoming.on('data', (chunk: Buffer) => chunks.push(chunk));
+      incoming.once('error', reject);
+      incoming.once('end', () =>
+        resolve({
+          status: incoming.statusCode ?? 0,
+          headers: incoming.headers,
+          body: Buffer.concat(chunks).toString(),
+        }),
+      );
+    });
+  });
+  // An aborted request rejects; a test that aborts on purpose need not await it.
+  response.catch(() => {});
+  request.flushHeaders();
+  return {
+    write: (chunk) =>
+      new Promise<void>((resolve, reject) => {
+        request.write(chunk, (error) => (error ? reject(error) : resolve()));
+      }),
+    end: (chunk) => {
+      request.end(chunk);
+    },
+    abort: () => {
+      request.destroy();
+    },
+    response,
+  };
 }

@@ -1,7 +1,8 @@
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 
 export type SampleEncoding = 'pcm' | 'float' | 'alaw' | 'mulaw';
 
@@ -162,6 +163,71 @@ export function decodeMp3(mp3: Buffer): { seconds: number; sampleRate: number; c
       maxBuffer: 1024 ** 3,
     });
     return { seconds: pcm.length / 2 / sampleRate, sampleRate, channels: stream.channels };
+  } finally {
+    rmSync(directory, { recursive: true, force: true });
+  }
+}
+
+/** Overwrites the format tag of the first "fmt " chunk (e.g. to declare a codec nobody knows). */
+export function withFormatTag(wav: Buffer, formatTag: number): Buffer {
+  const copy = Buffer.from(wav);
+  const at = copy.indexOf('fmt ', 12, 'latin1');
+  if (at === -1) throw new Error('no "fmt " chunk');
+  copy.writeUInt16LE(formatTag, at + 8);
+  return copy;
+}
+
+/**
+ * The length of a WAV's audio, read independently of the service's parser: the data chunk's declared size,
+ * or everything after its header when the size is a streaming writer's placeholder.
+ */
+export function wavDurationSeconds(wav: Buffer): number {
+  let offset = 12;
+  let bytesPerFrame = 0;
+  let rate = 0;
+  let ds64Data: number | undefined;
+  while (offset + 8 <= wav.length) {
+    const id = wav.toString('latin1', offset, offset + 4);
+    const size = wav.readUInt32LE(offset + 4);
+    if (id === 'ds64') ds64Data = Number(wav.readBigUInt64LE(offset + 16));
+    if (id === 'fmt ') {
+      rate = wav.readUInt32LE(offset + 12);
+      bytesPerFrame = wav.readUInt16LE(offset + 20);
+    }
+    if (id === 'data') {
+      const available = wav.length - offset - 8;
+      const declared = size === 0xffffffff ? ds64Data : size;
+      const bytes = declared === undefined ? available : Math.min(declared, available);
+      return Math.floor(bytes / bytesPerFrame) / rate;
+    }
+    offset += 8 + size + (size % 2);
+  }
+  throw new Error('no data chunk');
+}
+
+/**
+ * The frequency of the tone in an MP3 (mono mix), from zero crossings over its middle half: a quick check
+ * that the samples were read in the right encoding, not just that the length is right.
+ */
+export async function toneFrequency(mp3: Buffer): Promise<number> {
+  const directory = mkdtempSync(join(tmpdir(), 'tone-'));
+  const path = join(directory, 'audio.mp3');
+  try {
+    writeFileSync(path, mp3);
+    const rate = 48000;
+    const { stdout } = await promisify(execFile)(
+      'ffmpeg',
+      ['-v', 'error', '-i', path, '-f', 's16le', '-ac', '1', '-ar', String(rate), 'pipe:1'],
+      { encoding: 'buffer', maxBuffer: 1024 ** 3 },
+    );
+    const samples = new Int16Array(stdout.buffer, stdout.byteOffset, Math.floor(stdout.length / 2));
+    const from = Math.floor(samples.length / 4);
+    const to = Math.floor((samples.length * 3) / 4);
+    let crossings = 0;
+    for (let index = from + 1; index < to; index++) {
+      if ((samples[index - 1] ?? 0) < 0 !== (samples[index] ?? 0) < 0) crossings++;
+    }
+    return (crossings / 2) * (rate / Math.max(1, to - from));
   } finally {
     rmSync(directory, { recursive: true, force: true });
   }
