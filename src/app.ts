@@ -118,15 +118,28 @@ function loggerOptions(config: Config, options: AppOptions): FastifyServerOption
   };
 }
 
-/** The URL with secret query parameters blanked out. */
+/** The URL with secret query parameters blanked out; everything else stays as the client wrote it. */
 export function redactUrl(url: string): string {
   const queryStart = url.indexOf('?');
   if (queryStart === -1) return url;
-  const query = new URLSearchParams(url.slice(queryStart + 1));
-  for (const name of SECRET_PARAMETERS) {
-    if (query.has(name)) query.set(name, '[redacted]');
+  const pairs = url
+    .slice(queryStart + 1)
+    .split('&')
+    .map((pair) => {
+      const equals = pair.indexOf('=');
+      const rawName = equals === -1 ? pair : pair.slice(0, equals);
+      return SECRET_PARAMETERS.includes(decodeName(rawName)) ? `${rawName}=[redacted]` : pair;
+    });
+  return `${url.slice(0, queryStart)}?${pairs.join('&')}`;
+}
+
+/** A query parameter name as the query parser sees it (`access%5Ftoken` is `access_token`). */
+function decodeName(rawName: string): string {
+  try {
+    return decodeURIComponent(rawName.replace(/\+/g, ' '));
+  } catch {
+    return rawName;
   }
-  return `${url.slice(0, queryStart)}?${query.toString()}`;
 }
 
 function registerBodyParsers(app: FastifyInstance): void {

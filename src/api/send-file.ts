@@ -1,6 +1,5 @@
 import contentDisposition from 'content-disposition';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import fresh from 'fresh';
 import parseRange from 'range-parser';
 import type { ByteRange, OpenedFile } from '../storage/local.js';
 
@@ -11,6 +10,9 @@ export interface FileResponse {
   readonly etag: string;
   readonly downloadName: string;
 }
+
+// Characters that some file systems or download dialogs refuse, replaced in the ASCII fallback name.
+const UNSAFE_IN_FILENAME = /[\\/:*?"<>|%]/g;
 
 /**
  * Answers a GET for an immutable file with HTTP's conditional and range semantics: 304 for a fresh
@@ -24,10 +26,14 @@ export function sendFile(request: FastifyRequest, reply: FastifyReply, response:
     etag: response.etag,
     'last-modified': lastModified,
     'cache-control': 'no-cache',
-    'content-disposition': contentDisposition(response.downloadName, { type: 'inline' }),
+    'content-disposition': contentDisposition(response.downloadName, {
+      type: 'inline',
+      // Non-ASCII names go in filename* (RFC 6266 / 8187); filename keeps an ASCII-only stand-in.
+      fallback: /^[\x20-\x7e]*$/.test(response.downloadName) ? true : asciiFallback(response.downloadName),
+    }),
   });
 
-  if (fresh(request.headers, { etag: response.etag, 'last-modified': lastModified })) {
+  if (notModified(request, response.etag, file.modifiedAt)) {
     void file.close();
     return reply.code(304).send();
   }
@@ -56,6 +62,36 @@ export function sendFile(request: FastifyRequest, reply: FastifyReply, response:
     .header('content-range', `bytes ${range.start}-${range.end}/${file.sizeBytes}`)
     .header('content-length', range.end - range.start + 1)
     .send(file.stream(range));
+}
+
+/**
+ * Evaluates If-None-Match, else If-Modified-Since, as an origin server must (RFC 9110 §13.2.2). Unlike the
+ * `fresh` package this ignores the request's `Cache-Control: no-cache`, which addresses caches, not the
+ * origin: fetch() adds it to every conditional request it is given.
+ */
+function notModified(request: FastifyRequest, etag: string, modifiedAt: Date): boolean {
+  const ifNoneMatch = request.headers['if-none-match'];
+  if (ifNoneMatch !== undefined) {
+    if (ifNoneMatch.trim() === '*') return true;
+    // Weak comparison: W/"x" matches "x".
+    const opaque = (tag: string) => tag.trim().replace(/^W\//, '');
+    return ifNoneMatch.split(',').some((tag) => opaque(tag) === opaque(etag));
+  }
+  const ifModifiedSince = request.headers['if-modified-since'];
+  if (ifModifiedSince === undefined) return false;
+  const since = Date.parse(ifModifiedSince);
+  // HTTP dates have whole seconds; the file's time is truncated the same way.
+  return !Number.isNaN(since) && Math.floor(modifiedAt.getTime() / 1000) * 1000 <= since;
+}
+
+/** The name with accents stripped and anything else outside printable ASCII replaced, for old clients. */
+function asciiFallback(name: string): string {
+  return name
+    .normalize('NFKD')
+    .replace(/\p{M}/gu, '')
+    .replace(/[^\x20-\x7e]/g, '_')
+    .replace(UNSAFE_IN_FILENAME, '_')
+    .replace(/_{2,}/g, '_');
 }
 
 /** One range to serve, or undefined for the whole file (no Range, a stale If-Range, or several ranges). */

@@ -60,6 +60,54 @@ export async function uploadAndFetch(
   return { recordUrl, mp3: Buffer.from(await download.arrayBuffer()) };
 }
 
+export interface RawResponse {
+  readonly status: number;
+  readonly headers: import('node:http').IncomingHttpHeaders;
+  readonly body: Buffer;
+}
+
+/**
+ * One HTTP/1.1 request over node:http, where fetch would not let a test choose the header (Host) or
+ * would add its own (Accept, Accept-Encoding). Only the headers given are sent, besides Host.
+ */
+export async function rawRequest(
+  url: string,
+  options: { method?: string; headers?: Record<string, string>; body?: Buffer | string } = {},
+): Promise<RawResponse> {
+  const { request } = await import('node:http');
+  return new Promise((resolve, reject) => {
+    const outgoing = request(url, { method: options.method ?? 'GET', headers: options.headers ?? {} }, (response) => {
+      const chunks: Buffer[] = [];
+      response.on('data', (data: Buffer) => chunks.push(data));
+      response.on('end', () =>
+        resolve({ status: response.statusCode ?? 0, headers: response.headers, body: Buffer.concat(chunks) }),
+      );
+      response.on('error', reject);
+    });
+    outgoing.on('error', reject);
+    outgoing.end(options.body);
+  });
+}
+
+/** The parameters of a Content-Disposition header, with `filename*` (RFC 8187) decoded. */
+export function parseContentDisposition(header: string): {
+  type: string;
+  filename?: string;
+  filenameStar?: string;
+} {
+  const [type = '', ...rest] = header.split(';');
+  const parameters = rest.join(';');
+  const quoted = /(?:^|;)\s*filename\s*=\s*"((?:[^"\\]|\\.)*)"/i.exec(parameters);
+  const token = /(?:^|;)\s*filename\s*=\s*([^";\s]+)/i.exec(parameters);
+  const star = /(?:^|;)\s*filename\*\s*=\s*UTF-8''([^;\s]+)/i.exec(parameters);
+  const filename = quoted?.[1]?.replace(/\\(.)/g, '$1') ?? token?.[1];
+  return {
+    type: type.trim().toLowerCase(),
+    ...(filename === undefined ? {} : { filename }),
+    ...(star?.[1] === undefined ? {} : { filenameStar: decodeURIComponent(star[1]) }),
+  };
+}
+
 export interface FormPart {
   readonly name: string;
   readonly data: Buffer | string;

@@ -107,6 +107,8 @@ export const recordRoutes: FastifyPluginAsyncTypebox<{ services: Services; hidde
       const record = await records.findOwned(recordId, userId);
       if (record === undefined) throw notFound('No such record for this user.');
 
+      // The same URL answers audio or JSON depending on Accept: shared caches must keep them apart.
+      reply.header('vary', 'Accept');
       if (request.accepts().type([MP3, JSON_TYPE]) === JSON_TYPE) {
         return reply.type(JSON_TYPE).send(metadataOf(record, urlOf(request, recordId, userId)));
       }
@@ -144,7 +146,8 @@ export function metadataOf(record: RecordRow, url: string): RecordMetadata {
 /** The title, else the uploaded name, else the id; always ending in .mp3 and never holding a path. */
 function downloadNameOf(record: RecordRow): string {
   const stem = record.title ?? record.originalFilename?.replace(/\.(wav|wave|bwf|rf64)$/i, '') ?? record.recordId;
-  return `${stem.replace(/[/\\]/g, '_')}.mp3`;
+  const name = stem.replace(/[/\\]/g, '_');
+  return /\.mp3$/i.test(name) ? name : `${name}.mp3`;
 }
 
 function abortSignalOf(request: FastifyRequest): AbortSignal {
