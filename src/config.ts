@@ -25,6 +25,8 @@ const EnvSchema = Type.Object({
   UPLOAD_IDLE_TIMEOUT_SECONDS: Integer({ minimum: 1, default: 30 }),
   SHUTDOWN_GRACE_SECONDS: Integer({ minimum: 0, default: 30 }),
   FFMPEG_PATH: Type.String({ minLength: 1, default: 'ffmpeg' }),
+  MAX_BYTES_PER_USER: Type.Optional(Integer({ minimum: 1 })),
+  MAX_RECORDS_PER_USER: Type.Optional(Integer({ minimum: 1 })),
 });
 
 export type Env = Static<typeof EnvSchema>;
@@ -36,6 +38,13 @@ export interface EncodingConfig {
   readonly bitrateKbps: number | undefined;
   /** LAME algorithm quality (0 slowest/best … 9 fastest); unset keeps LAME's default. */
   readonly compressionLevel: number | undefined;
+}
+
+export interface QuotaConfig {
+  /** Most MP3 bytes one user may store; unset means unlimited. */
+  readonly maxBytesPerUser: number | undefined;
+  /** Most records one user may keep; unset means unlimited. */
+  readonly maxRecordsPerUser: number | undefined;
 }
 
 export interface Config {
@@ -56,6 +65,7 @@ export interface Config {
   readonly uploadIdleTimeoutMs: number;
   readonly shutdownGraceMs: number;
   readonly ffmpegPath: string;
+  readonly quota: QuotaConfig;
 }
 
 export class ConfigError extends Error {
@@ -103,5 +113,6 @@ function configFromEnv(env: Env): Config {
     uploadIdleTimeoutMs: env.UPLOAD_IDLE_TIMEOUT_SECONDS * 1000,
     shutdownGraceMs: env.SHUTDOWN_GRACE_SECONDS * 1000,
     ffmpegPath: env.FFMPEG_PATH,
+    quota: Object.freeze({ maxBytesPerUser: env.MAX_BYTES_PER_USER, maxRecordsPerUser: env.MAX_RECORDS_PER_USER }),
   });
 }

@@ -50,3 +50,6 @@ export const undecodableAudio = (detail: string, cause?: unknown) =>
 
 export const unavailable = (detail: string, retryAfterSeconds: number, cause?: unknown) =>
   new Problem(503, detail, { headers: { 'retry-after': String(retryAfterSeconds) }, cause });
+
+/** An upload refused because the user's storage quota (records or bytes) would be exceeded. */
+export const quotaExceeded = (detail: string) => new Problem(413, detail, { type: '/problems/quota-exceeded' });

@@ -1,6 +1,6 @@
-import { and, eq } from 'drizzle-orm';
+import { and, count, desc, eq, ilike, sql, type SQL } from 'drizzle-orm';
 import type { Database } from './client.js';
-import { records, type NewRecordRow, type RecordRow } from './schema.js';
+import { records, users, type NewRecordRow, type RecordRow } from './schema.js';
 
 export class RecordRepository {
   constructor(private readonly db: Database) {}
@@ -19,4 +19,150 @@ export class RecordRepository {
       .where(and(eq(records.recordId, recordId), eq(records.userId, userId)));
     return row;
   }
+
+  /**
+   * One page of the user's records, newest first, after `options.after` (keyset pagination on
+   * `(created_at, id_)`, so pages stay stable while records are added or removed).
+   */
+  async listPage(userId: string, options: ListOptions): Promise<RecordPage> {
+    const conditions: SQL[] = [eq(records.userId, userId)];
+    if (options.after !== undefined) {
+      conditions.push(
+        sql`(${records.createdAt}, ${records.id}) < (${options.after.createdAt}::timestamptz, ${options.after.id}::integer)`,
+      );
+    }
+    if (options.titleContains !== undefined) {
+      conditions.push(ilike(records.title, `%${escapeLike(options.titleContains)}%`));
+    }
+    const rows = await this.db
+      .select({
+        record: records,
+        // The exact timestamp (microseconds, which a JS Date would lose), so a cursor compares equal to it.
+        exactCreatedAt: sql<string>`to_char(${records.createdAt} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`,
+      })
+      .from(records)
+      .where(and(...conditions))
+      .orderBy(desc(records.createdAt), desc(records.id))
+      .limit(options.limit + 1);
+    const page = rows.slice(0, options.limit);
+    const last = page.at(-1);
+    return {
+      records: page.map((row) => row.record),
+      next:
+        rows.length > options.limit && last !== undefined
+          ? { createdAt: last.exactCreatedAt, id: last.record.id }
+          : undefined,
+    };
+  }
+
+  /** Sets the title of the user's record in one statement; undefined when there is no such record. */
+  async rename(recordId: string, userId: string, title: string | null): Promise<RecordRow | undefined> {
+    const [row] = await this.db
+      .update(records)
+      .set({ title })
+      .where(and(eq(records.recordId, recordId), eq(records.userId, userId)))
+      .returning();
+    return row;
+  }
+
+  /** Deletes the user's record (one statement, its own transaction); false when there was none. */
+  async deleteOwned(recordId: string, userId: string): Promise<boolean> {
+    const deleted = await this.db
+      .delete(records)
+      .where(and(eq(records.recordId, recordId), eq(records.userId, userId)))
+      .returning({ recordId: records.recordId });
+    return deleted.length > 0;
+  }
+
+  async usageOf(userId: string): Promise<Usage> {
+    return usageIn(this.db, userId);
+  }
+
+  /**
+   * Inserts the record unless it would take its owner past `quota`, in one transaction that first locks
+   * the owner's row: concurrent uploads of one user are judged one after the other, never both on the
+   * same old usage. Throws QuotaExceededError (and inserts nothing) when over.
+   */
+  async insertWithinQuota(record: NewRecordRow, quota: QuotaLimits): Promise<RecordRow> {
+    return this.db.transaction(async (tx) => {
+      await tx.select({ id: users.id }).from(users).where(eq(users.id, record.userId)).for('update');
+      const usage = await usageIn(tx, record.userId);
+      const exceeded = exceededLimit(usage, quota, { records: 1, bytes: record.sizeBytes });
+      if (exceeded !== undefined) throw new QuotaExceededError(exceeded, usage, quota);
+      const [row] = await tx.insert(records).values(record).returning();
+      if (row === undefined) throw new Error('INSERT … RETURNING gave no row');
+      return row;
+    });
+  }
+}
+
+/** A position in a user's newest-first list: the last record of a page. */
+export interface RecordPosition {
+  /** `created_at` in UTC with microseconds, e.g. 2026-11-28T09:14:38.209431Z. */
+  readonly createdAt: string;
+  readonly id: number;
+}
+
+export interface ListOptions {
+  readonly limit: number;
+  readonly after?: RecordPosition | undefined;
+  /** Case-insensitive substring of the title; LIKE wildcards in it match themselves. */
+  readonly titleContains?: string | undefined;
+}
+
+export interface RecordPage {
+  readonly records: RecordRow[];
+  /** Where the next page starts; undefined on the last page. */
+  readonly next: RecordPosition | undefined;
+}
+
+export interface Usage {
+  readonly recordCount: number;
+  readonly totalBytes: number;
+}
+
+export interface QuotaLimits {
+  readonly maxRecords: number | undefined;
+  readonly maxBytes: number | undefined;
+}
+
+export type QuotaKind = 'records' | 'bytes';
+
+export class QuotaExceededError extends Error {
+  override name = 'QuotaExceededError';
+
+  constructor(
+    readonly kind: QuotaKind,
+    readonly usage: Usage,
+    readonly quota: QuotaLimits,
+  ) {
+    super(`${kind} quota exceeded`);
+  }
+}
+
+/** The limit that `usage` plus `adding` would pass, if any. */
+export function exceededLimit(
+  usage: Usage,
+  quota: QuotaLimits,
+  adding: { records: number; bytes: number },
+): QuotaKind | undefined {
+  if (quota.maxRecords !== undefined && usage.recordCount + adding.records > quota.maxRecords) return 'records';
+  if (quota.maxBytes !== undefined && usage.totalBytes + adding.bytes > quota.maxBytes) return 'bytes';
+  return undefined;
+}
+
+async function usageIn(db: Database, userId: string): Promise<Usage> {
+  const [row] = await db
+    .select({
+      recordCount: count(),
+      totalBytes: sql`coalesce(sum(${records.sizeBytes}), 0)`.mapWith(Number),
+    })
+    .from(records)
+    .where(eq(records.userId, userId));
+  return row ?? { recordCount: 0, totalBytes: 0 };
+}
+
+/** Makes `%`, `_` and the escape character itself match literally in a LIKE pattern (default escape `\`). */
+function escapeLike(text: string): string {
+  return text.replace(/[\\%_]/g, (character) => `\\${character}`);
 }

@@ -1,4 +1,6 @@
 import type { FastifyInstance } from 'fastify';
+import { accountRoutes } from './accounts.js';
+import { recordManagementRoutes } from './record-management.js';
 import { recordRoutes } from './records.js';
 import type { Services } from './services.js';
 import { userRoutes } from './users.js';
@@ -13,6 +15,8 @@ export async function registerApiV1(app: FastifyInstance, services: Services): P
       async (api) => {
         await api.register(userRoutes, { services, hidden });
         await api.register(recordRoutes, { services, hidden });
+        await api.register(recordManagementRoutes, { services, hidden });
+        await api.register(accountRoutes, { services, hidden });
       },
       { prefix },
     );

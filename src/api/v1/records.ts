@@ -4,6 +4,7 @@ import type { FastifyRequest } from 'fastify';
 import type { RecordRow } from '../../db/schema.js';
 import { notFound } from '../../errors.js';
 import { authenticate, presentedToken } from '../auth.js';
+import { checkUploadQuota, insertWithinQuota } from '../quota.js';
 import { DownloadQuery, MAX_TITLE_LENGTH, ProblemDetails, RecordMetadata, RecordUrl, UploadQuery } from '../schemas.js';
 import { sendFile } from '../send-file.js';
 import { cleanOptionalText } from '../text.js';
@@ -45,6 +46,8 @@ export const recordRoutes: FastifyPluginAsyncTypebox<{ services: Services; hidde
       const userId = request.query.user_id.toLowerCase();
       await authenticate(users, userId, presentedToken(request, request.query.access_token));
       const queryTitle = cleanOptionalText(request.query.title, 'title', MAX_TITLE_LENGTH);
+      // A user with no room left is refused before the body is read; the exact size is checked at the insert.
+      await checkUploadQuota(records, config.quota, userId);
 
       // Admission is decided before a byte of the body is read; waiting here holds no upload in memory.
       const release = await limiter.acquire(abortSignalOf(request));
@@ -52,7 +55,7 @@ export const recordRoutes: FastifyPluginAsyncTypebox<{ services: Services; hidde
       try {
         const received = await receiveRecording(request, recordId, { pipeline, storage }, config);
         try {
-          await records.insert({
+          await insertWithinQuota(records, config.quota, {
             userId,
             recordId,
             title: received.titleField ?? queryTitle,
