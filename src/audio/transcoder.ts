@@ -17,7 +17,8 @@ export interface TranscoderOptions {
 }
 
 // Encoders run below the server's own priority, so HTTP work still gets the CPU when every core encodes.
-const ENCODER_NICENESS = 10;
+// Exported so that the benchmark's bare-ffmpeg baseline runs at the same priority.
+export const ENCODER_NICENESS = 10;
 const STDERR_TAIL_BYTES = 4096;
 
 /** The ffmpeg arguments for WAV on stdin to an MP3 file; nothing in them comes from the user. */
@@ -107,6 +108,9 @@ export class Transcoder {
       child.kill('SIGKILL');
     }, this.options.timeoutMs);
 
+    // Measured (npm run bench, docs/benchmarks.md rows 1–2): with Node's 64 KiB pipe writes and busboy's
+    // default buffers ffmpeg never waits for input — a loopback upload takes as long as bare ffmpeg reading
+    // the file — so bigger buffers here would only cost memory per upload.
     const feeding = pipeline(input, child.stdin).catch((error: unknown) => {
       // ffmpeg closing its stdin (EPIPE) is judged by its exit status below; any other error is the input's.
       if (isBrokenPipe(error)) return undefined;

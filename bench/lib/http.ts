@@ -1,0 +1,256 @@
+import { randomUUID } from 'node:crypto';
+import { Agent, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+import type { Readable } from 'node:stream';
+import { now, percentile, sleep } from './stats.js';
+
+export const PREFIX = '/api/v1';
+
+export interface User {
+  readonly user_id: string;
+  readonly access_token: string;
+}
+
+export interface SimpleResponse {
+  readonly status: number;
+  readonly headers: IncomingHttpHeaders;
+  readonly body: string;
+}
+
+const keepAlive = new Agent({ keepAlive: true, maxSockets: 8 });
+
+/** A small request over a kept-alive connection; the body is read in full. */
+export function simpleRequest(baseUrl: string, method: string, path: string): Promise<SimpleResponse> {
+  return new Promise((resolve, reject) => {
+    const request = httpRequest(new URL(path, baseUrl), { method, agent: keepAlive }, (response) => {
+      let body = '';
+      response.setEncoding('utf8');
+      response.on('data', (text: string) => (body += text));
+      response.once('end', () => resolve({ status: response.statusCode ?? 0, headers: response.headers, body }));
+      response.once('error', reject);
+    });
+    request.once('error', reject);
+    request.end();
+  });
+}
+
+export function closeKeepAlive(): void {
+  keepAlive.destroy();
+}
+
+let userCounter = 0;
+
+export function uniqueUsername(tag: string): string {
+  return `bench_${tag}_${userCounter++}`;
+}
+
+export async function createUser(baseUrl: string, tag: string): Promise<User> {
+  const response = await simpleRequest(
+    baseUrl,
+    'POST',
+    `${PREFIX}/users/?username=${encodeURIComponent(uniqueUsername(tag))}`,
+  );
+  if (response.status !== 200) throw new Error(`create user: ${response.status} ${response.body}`);
+  return JSON.parse(response.body) as User;
+}
+
+/** Spends tokens at `bytesPerSecond`; a short burst at most, so a stalled sender cannot catch up in a rush. */
+class TokenBucket {
+  private tokens: number;
+  private last = now();
+
+  constructor(
+    private readonly bytesPerSecond: number,
+    private readonly burstBytes = 64 * 1024,
+  ) {
+    this.tokens = burstBytes;
+  }
+
+  async take(bytes: number): Promise<void> {
+    const time = now();
+    this.tokens = Math.min(this.burstBytes, this.tokens + ((time - this.last) / 1000) * this.bytesPerSecond);
+    this.last = time;
+    this.tokens -= bytes;
+    // Debt is paid by waiting, so the average rate is exact even with a coarse timer.
+    if (this.tokens < 0) await sleep((-this.tokens / this.bytesPerSecond) * 1000);
+  }
+}
+
+export interface UploadOptions {
+  readonly baseUrl: string;
+  readonly user: User;
+  /** The WAV bytes and their exact length. */
+  readonly wav: { readonly bytes: number; open(): Readable };
+  /** Throttle the sender to this rate; unset sends as fast as the connection takes it. */
+  readonly bytesPerSecond?: number;
+}
+
+export interface UploadResult {
+  readonly status: number;
+  readonly headers: IncomingHttpHeaders;
+  readonly body: string;
+  /** Multipart body length. */
+  readonly totalBytes: number;
+  /** Body bytes handed to the socket when the response headers arrived. */
+  readonly sentAtResponse: number;
+  /** ms, from request start (performance.now origin). */
+  readonly startedAt: number;
+  /** When the last body byte was flushed to the socket; undefined when the body was not sent in full. */
+  readonly lastByteAt: number | undefined;
+  readonly responseAt: number;
+  readonly endedAt: number;
+  /** Set when the exchange failed at the transport level (reset, refused…). */
+  readonly error?: string;
+}
+
+const SLICE_BYTES = 16 * 1024;
+
+/**
+ * POSTs the WAV as multipart/form-data over node:http, written by hand so that the sender can be
+ * throttled and its progress known. Stops sending as soon as the response comes back early (as a
+ * well-behaved client does with a 503), and never rejects: transport failures are reported in `error`.
+ */
+export function uploadWav(options: UploadOptions): Promise<UploadResult> {
+  const boundary = `----bench${randomUUID().replace(/-/g, '')}`;
+  const head = Buffer.from(
+    `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="bench.wav"\r\n` +
+      `Content-Type: audio/wav\r\n\r\n`,
+  );
+  const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
+  const totalBytes = head.length + options.wav.bytes + tail.length;
+  const bucket = options.bytesPerSecond === undefined ? undefined : new TokenBucket(options.bytesPerSecond);
+  const url = new URL(`${PREFIX}/record/?user_id=${options.user.user_id}`, options.baseUrl);
+
+  return new Promise((resolve) => {
+    const startedAt = now();
+    let sent = 0;
+    let sentAtResponse = -1;
+    let lastByteAt: number | undefined;
+    let responseAt = 0;
+    let stopped = false;
+    let settled = false;
+    let status = 0;
+    let headers: IncomingHttpHeaders = {};
+    let body = '';
+
+    const finish = (error?: string) => {
+      if (settled) return;
+      settled = true;
+      stopped = true;
+      source.destroy();
+      resolve({
+        status,
+        headers,
+        body,
+        totalBytes,
+        sentAtResponse: sentAtResponse === -1 ? sent : sentAtResponse,
+        startedAt,
+        lastByteAt,
+        responseAt,
+        endedAt: now(),
+        ...(error === undefined ? {} : { error }),
+      });
+    };
+
+    const request = httpRequest(url, {
+      method: 'POST',
+      agent: false,
+      headers: {
+        // As curl and browsers do (HTTP/1.1's default); with `agent: false` Node would send `close` instead.
+        connection: 'keep-alive',
+        authorization: `Bearer ${options.user.access_token}`,
+        'content-type': `multipart/form-data; boundary=${boundary}`,
+        'content-length': String(totalBytes),
+      },
+    });
+    const source = options.wav.open();
+
+    request.once('response', (response) => {
+      responseAt = now();
+      sentAtResponse = sent;
+      status = response.statusCode ?? 0;
+      headers = response.headers;
+      const early = lastByteAt === undefined;
+      stopped = true;
+      response.setEncoding('utf8');
+      response.on('data', (text: string) => (body += text));
+      response.once('end', () => {
+        // The server answered before taking the whole body: stop sending and drop the connection.
+        if (early) request.destroy();
+        finish();
+      });
+      response.once('error', (error) => finish(`response: ${error.message}`));
+    });
+    request.once('error', (error) => finish(`request: ${error.message}`));
+
+    const send = async () => {
+      const write = async (chunk: Buffer) => {
+        for (let offset = 0; offset < chunk.length && !stopped; offset += SLICE_BYTES) {
+          const slice = chunk.subarray(offset, offset + SLICE_BYTES);
+          if (bucket !== undefined) await bucket.take(slice.length);
+          if (stopped) return;
+          sent += slice.length;
+          if (!request.write(slice)) {
+            await new Promise<void>((resolve) => {
+              const done = () => {
+                request.off('drain', done);
+                request.off('close', done);
+                resolve();
+              };
+              request.on('drain', done);
+              request.on('close', done);
+            });
+          }
+        }
+      };
+      await write(head);
+      for await (const chunk of source as AsyncIterable<Buffer>) {
+        if (stopped) break;
+        await write(chunk);
+      }
+      if (stopped) return;
+      await write(tail);
+      if (stopped) return;
+      request.end(() => {
+        lastByteAt = now();
+      });
+    };
+    send().catch((error: unknown) => finish(`send: ${error instanceof Error ? error.message : String(error)}`));
+  });
+}
+
+/**
+ * Open-loop sampler of `POST /users` latency: one request every `intervalMs` regardless of answers, so a
+ * stalled server shows up as latency rather than as fewer samples.
+ */
+export function startLatencySampler(baseUrl: string, tag: string, intervalMs: number) {
+  const latencies: number[] = [];
+  let failures = 0;
+  const inFlight = new Set<Promise<void>>();
+  const fire = () => {
+    const started = now();
+    const done = simpleRequest(baseUrl, 'POST', `${PREFIX}/users/?username=${uniqueUsername(tag)}`).then(
+      (response) => {
+        if (response.status === 200) latencies.push(now() - started);
+        else failures += 1;
+      },
+      () => {
+        failures += 1;
+      },
+    );
+    inFlight.add(done);
+    void done.finally(() => inFlight.delete(done));
+  };
+  fire();
+  const timer = setInterval(fire, intervalMs);
+  return {
+    async stop(): Promise<{ latencies: number[]; failures: number }> {
+      clearInterval(timer);
+      await Promise.all(inFlight);
+      return { latencies, failures };
+    },
+  };
+}
+
+export function summarizeLatencies(latencies: readonly number[]) {
+  return { count: latencies.length, p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
+}

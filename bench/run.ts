@@ -1,0 +1,778 @@
+/**
+ * `npm run bench`: the measurements of issue 3, each beside its baseline, on this machine.
+ *
+ *   npm run bench                  full sizes, 3 alternating runs, writes docs/benchmarks.md
+ *   npm run bench -- --runs 5      more runs per median
+ *   npm run bench -- --only 1,4    a subset (the file is still written, with only those rows)
+ *   npm run bench:smoke            tiny sizes, 1 run, writes bench/.work/benchmarks-smoke.md (CI)
+ *
+ * Other flags: --out <file>, --skip-build, --no-profile, --no-presets, --note "<text>".
+ * The service runs as `node dist/main.js` on PostgreSQL when DATABASE_URL is set, else on PGlite.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { availableParallelism, cpus, release, totalmem, tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import { createReadStream } from 'node:fs';
+import { parseArgs } from 'node:util';
+import autocannon from 'autocannon';
+import type { EncodingConfig } from '../src/config.js';
+import {
+  BYTES_PER_SECOND,
+  bareFfmpegArguments,
+  generateWav,
+  runBareFfmpeg,
+  runPool,
+  syntheticWav,
+  wavBytesFor,
+} from './lib/audio.js';
+import {
+  closeKeepAlive,
+  createUser,
+  PREFIX,
+  simpleRequest,
+  startLatencySampler,
+  summarizeLatencies,
+  uploadWav,
+  type UploadResult,
+  type User,
+} from './lib/http.js';
+import {
+  buildService,
+  memoryOf,
+  REPO_ROOT,
+  resetPeak,
+  serviceConfig,
+  startMemorySampler,
+  startService,
+  type Service,
+} from './lib/service.js';
+import { max, median, sleep } from './lib/stats.js';
+
+// ---------------------------------------------------------------------------------------------------------
+// Settings
+
+const { values: flags } = parseArgs({
+  options: {
+    smoke: { type: 'boolean', default: false },
+    runs: { type: 'string' },
+    out: { type: 'string' },
+    only: { type: 'string' },
+    'skip-build': { type: 'boolean', default: false },
+    'no-profile': { type: 'boolean', default: false },
+    'no-presets': { type: 'boolean', default: false },
+    note: { type: 'string' },
+  },
+});
+
+const smoke = flags.smoke === true;
+const sizes = smoke
+  ? { longSeconds: 4, shortSeconds: 1, bigBytes: 8 * 1024 ** 2, loadSeconds: 1, runs: 1 }
+  : { longSeconds: 600, shortSeconds: 60, bigBytes: 1024 ** 3, loadSeconds: 10, runs: 3 };
+const runs = flags.runs === undefined ? sizes.runs : Math.max(1, Number.parseInt(flags.runs, 10));
+const only = flags.only === undefined ? undefined : new Set(flags.only.split(',').map((n) => Number(n.trim())));
+const selected = (id: number) => only === undefined || only.has(id);
+const profile = !smoke && !flags['no-profile'];
+const presets = !flags['no-presets'];
+
+const WORK = join(REPO_ROOT, 'bench', '.work');
+const outPath = flags.out ?? (smoke ? join(WORK, 'benchmarks-smoke.md') : join(REPO_ROOT, 'docs', 'benchmarks.md'));
+const FFMPEG = process.env.FFMPEG_PATH ?? 'ffmpeg';
+const THROTTLE_BYTES_PER_SECOND = 10_000_000; // measurement 2: 10 MB/s
+const CONCURRENT_UPLOADS = 8; // measurement 4
+const OVERLOAD_UPLOADS = 50; // measurement 8
+const OVERLOAD_ENV = { CONVERT_CONCURRENCY: '2', CONVERT_QUEUE_SIZE: '4' };
+const SAMPLER_INTERVAL_MS = 25; // measurement 5: 40 POST /users per second
+const BASE_ENV = {
+  // Far above the 1 GiB of measurement 3, so only the duration and the disk can stop an upload.
+  MAX_UPLOAD_BYTES: String(4 * 1024 ** 3),
+  // One client creating thousands of users is the point of 5 and 6; the per-client limits would answer 429.
+  RATE_LIMIT_USER_CREATIONS: '0',
+  RATE_LIMIT_AUTH_FAILURES: '0',
+};
+
+const tag = Date.now().toString(36);
+
+// ---------------------------------------------------------------------------------------------------------
+// Results
+
+interface Row {
+  readonly id: number;
+  readonly measurement: string;
+  readonly service: string;
+  readonly baseline: string;
+  readonly result: string;
+  readonly target: string;
+  /** undefined: recorded only, no pass/fail target. */
+  readonly met: boolean | undefined;
+}
+
+const rows: Row[] = [];
+const details: string[] = [];
+const warnings: string[] = [];
+
+const s = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+const ms = (value: number) => `${value.toFixed(1)} ms`;
+const mib = (kib: number) => `${(kib / 1024).toFixed(1)} MiB`;
+const list = (values: readonly number[], format: (v: number) => string) => values.map(format).join(', ');
+
+const startedAt = performance.now();
+
+function log(message: string): void {
+  process.stdout.write(`[bench ${((performance.now() - startedAt) / 1000).toFixed(1).padStart(6)} s] ${message}\n`);
+}
+
+/** "10-min" or "60 s", for labels. */
+const duration = (seconds: number) => (seconds >= 120 ? `${seconds / 60}-min` : `${seconds} s`);
+
+function record(row: Row): void {
+  rows.push(row);
+  const verdict = row.met === undefined ? '' : row.met ? ' ✔' : ' ✘';
+  log(`#${row.id} ${row.measurement}: ${row.result}${verdict}`);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Helpers
+
+const fileWav = (path: string, seconds: number) => ({
+  bytes: wavBytesFor(seconds),
+  open: () => createReadStream(path, { highWaterMark: 256 * 1024 }),
+});
+
+function expectOk(result: UploadResult, what: string): UploadResult {
+  if (result.status !== 200 || result.error !== undefined) {
+    throw new Error(`${what}: status ${result.status} ${result.error ?? ''} ${result.body}`);
+  }
+  return result;
+}
+
+/** Runs `a` and `b` `runs` times, swapping which goes first every run so that drift hits both alike. */
+async function alternate(a: (run: number) => Promise<void>, b: (run: number) => Promise<void>): Promise<void> {
+  for (let run = 0; run < runs; run++) {
+    if (run % 2 === 0) {
+      await a(run);
+      await b(run);
+    } else {
+      await b(run);
+      await a(run);
+    }
+  }
+}
+
+async function withService<T>(
+  name: string,
+  env: Record<string, string>,
+  body: (service: Service) => Promise<T>,
+  nodeArgs?: string[],
+): Promise<T> {
+  const dataDir = await mkdtemp(join(tmpdir(), `audio-bench-${name}-`));
+  const service = await startService({
+    dataDir,
+    logPath: join(WORK, `service-${name}.log`),
+    env: { ...BASE_ENV, ...env },
+    ...(nodeArgs === undefined ? {} : { nodeArgs }),
+  });
+  try {
+    return await body(service);
+  } finally {
+    await service.stop();
+    await rm(dataDir, { recursive: true, force: true });
+  }
+}
+
+function machine(): Record<string, string> {
+  const cpuinfo = execFileSync('cat', ['/proc/cpuinfo']).toString();
+  const model = /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1] ?? cpus()[0]?.model ?? 'unknown';
+  const ffmpegVersion = execFileSync(FFMPEG, ['-hide_banner', '-version']).toString().split('\n')[0] ?? '';
+  let lame = '';
+  try {
+    lame = execFileSync('sh', ['-c', `ldd "$(command -v ${FFMPEG})" | grep -o 'libmp3lame[^ ]*' | head -1`])
+      .toString()
+      .trim();
+  } catch {
+    // Only informative.
+  }
+  return {
+    CPU: model,
+    cores: `${availableParallelism()} available (${cpus().length} online)`,
+    memory: `${(totalmem() / 1024 ** 3).toFixed(1)} GiB`,
+    kernel: `Linux ${release()}`,
+    Node: process.version,
+    ffmpeg: `${ffmpegVersion}${lame === '' ? '' : ` (${lame})`}`,
+    database: process.env.DATABASE_URL === undefined ? 'PGlite (embedded)' : 'PostgreSQL (DATABASE_URL)',
+    date: new Date().toISOString(),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Measurements
+
+let recordPathForDownload: string | undefined;
+
+/** 1 and 2: one long upload at full speed and throttled, against bare ffmpeg on the same file. */
+async function uploadsVersusBareFfmpeg(service: Service, user: User, longWav: string): Promise<void> {
+  const serviceTimes: number[] = [];
+  const bareTimes: number[] = [];
+  const lags: number[] = [];
+  const throttledTotals: number[] = [];
+  const wav = fileWav(longWav, sizes.longSeconds);
+  await alternate(
+    async () => {
+      if (selected(1) || selected(7)) {
+        const result = expectOk(await uploadWav({ baseUrl: service.url, user, wav }), 'upload (1)');
+        serviceTimes.push(result.endedAt - result.startedAt);
+        const url = new URL((JSON.parse(result.body) as { record_url: string }).record_url);
+        recordPathForDownload = `${url.pathname}${url.search}`;
+      }
+      if (selected(2)) {
+        const result = expectOk(
+          await uploadWav({ baseUrl: service.url, user, wav, bytesPerSecond: THROTTLE_BYTES_PER_SECOND }),
+          'throttled upload (2)',
+        );
+        if (result.lastByteAt === undefined) throw new Error('throttled upload: the body was not sent in full');
+        lags.push(result.endedAt - result.lastByteAt);
+        throttledTotals.push(result.endedAt - result.startedAt);
+      }
+    },
+    async () => {
+      bareTimes.push(await runBareFfmpeg(FFMPEG, service.config.encoding, longWav, join(WORK, 'bare-long.mp3')));
+    },
+  );
+  const bare = median(bareTimes);
+  const mb = (wav.bytes / 1e6).toFixed(0);
+  if (selected(1)) {
+    const ratio = median(serviceTimes) / bare;
+    record({
+      id: 1,
+      measurement: `one upload, ${duration(sizes.longSeconds)} 44.1 kHz stereo WAV (${mb} MB), loopback, full speed`,
+      service: s(median(serviceTimes)),
+      baseline: `${s(bare)} bare ffmpeg`,
+      result: `×${ratio.toFixed(3)}`,
+      target: '≤ 1.05',
+      met: ratio <= 1.05,
+    });
+    details.push(
+      `- **1** service (request start → response): ${list(serviceTimes, s)}; bare ffmpeg: ${list(bareTimes, s)}.`,
+    );
+  }
+  if (selected(2)) {
+    const lag = median(lags);
+    record({
+      id: 2,
+      measurement: `the same upload sent at ${THROTTLE_BYTES_PER_SECOND / 1e6} MB/s: last byte sent → response`,
+      service: s(lag),
+      baseline: `${s(bare)} store-then-convert (bare ffmpeg after the upload)`,
+      result: `${s(lag)} (whole request ${s(median(throttledTotals))})`,
+      target: '≤ 1 s',
+      met: lag <= 1000,
+    });
+    details.push(
+      `- **2** last byte → response: ${list(lags, s)}; whole throttled request: ${list(throttledTotals, s)} ` +
+        `(sending alone takes ${s((wav.bytes / THROTTLE_BYTES_PER_SECOND) * 1000)}).`,
+    );
+  }
+}
+
+/** 4 and 5: eight concurrent short uploads against bare ffmpeg N at a time; POST /users latency meanwhile. */
+async function concurrentUploads(service: Service, user: User, shortWav: string): Promise<void> {
+  const concurrency = service.config.convertConcurrency;
+  const idle = startLatencySampler(service.url, `${tag}i`, SAMPLER_INTERVAL_MS);
+  await sleep(smoke ? 500 : 3000);
+  const idleLatency = summarizeLatencies((await idle.stop()).latencies);
+
+  const serviceTimes: number[] = [];
+  const bareTimes: number[] = [];
+  const latencies: number[] = [];
+  let samplerFailures = 0;
+  const wav = fileWav(shortWav, sizes.shortSeconds);
+  await alternate(
+    async () => {
+      const sampler = startLatencySampler(service.url, `${tag}l`, SAMPLER_INTERVAL_MS);
+      const results = await Promise.all(
+        Array.from({ length: CONCURRENT_UPLOADS }, () => uploadWav({ baseUrl: service.url, user, wav })),
+      );
+      const sampled = await sampler.stop();
+      results.forEach((result) => expectOk(result, 'concurrent upload (4)'));
+      serviceTimes.push(max(results.map((r) => r.endedAt)) - Math.min(...results.map((r) => r.startedAt)));
+      latencies.push(...sampled.latencies);
+      samplerFailures += sampled.failures;
+    },
+    async () => {
+      const jobs = Array.from(
+        { length: CONCURRENT_UPLOADS },
+        (_, index) => () => runBareFfmpeg(FFMPEG, service.config.encoding, shortWav, join(WORK, `bare-${index}.mp3`)),
+      );
+      bareTimes.push(await runPool(jobs, concurrency));
+    },
+  );
+  if (selected(4)) {
+    const ratio = median(serviceTimes) / median(bareTimes);
+    record({
+      id: 4,
+      measurement: `${CONCURRENT_UPLOADS} concurrent uploads of a ${sizes.shortSeconds} s WAV, total wall time (CONVERT_CONCURRENCY=${concurrency})`,
+      service: s(median(serviceTimes)),
+      baseline: `${s(median(bareTimes))} bare ffmpeg, ${concurrency} at a time`,
+      result: `×${ratio.toFixed(3)}`,
+      target: '≤ 1.10',
+      met: ratio <= 1.1,
+    });
+    details.push(`- **4** service: ${list(serviceTimes, s)}; bare ffmpeg: ${list(bareTimes, s)}.`);
+  }
+  if (selected(5)) {
+    const loaded = summarizeLatencies(latencies);
+    record({
+      id: 5,
+      measurement: `POST /users latency while 4 runs (one request every ${SAMPLER_INTERVAL_MS} ms)`,
+      service: `p99 ${ms(loaded.p99)}, p50 ${ms(loaded.p50)} (n=${loaded.count})`,
+      baseline: `idle: p99 ${ms(idleLatency.p99)}, p50 ${ms(idleLatency.p50)} (n=${idleLatency.count})`,
+      result: `p99 ${ms(loaded.p99)}${samplerFailures > 0 ? `, ${samplerFailures} failed` : ''}`,
+      target: '≤ 50 ms',
+      met: loaded.p99 <= 50 && samplerFailures === 0,
+    });
+    details.push(
+      `- **5** latencies are client-side (request start → last response byte, kept-alive connections), ` +
+        `max ${ms(max(latencies))}.`,
+    );
+  }
+}
+
+interface CannonSummary {
+  requestsPerSecond: number;
+  p50: number;
+  p99: number;
+  mbPerSecond: number;
+  statuses: string;
+  errors: number;
+}
+
+async function cannon(options: autocannon.Options): Promise<CannonSummary> {
+  const result = await autocannon(options);
+  const statuses = Object.entries(result.statusCodeStats ?? {})
+    .map(([code, stat]) => `${code}×${stat.count ?? 0}`)
+    .join(' ');
+  return {
+    requestsPerSecond: result.requests.average,
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    mbPerSecond: result.throughput.average / 1e6,
+    statuses,
+    errors: result.errors + result.timeouts,
+  };
+}
+
+/** 6: POST /users under autocannon, with GET /health (no database, no crypto) as the reference. */
+async function createUsersUnderLoad(service: Service): Promise<void> {
+  let counter = 0;
+  const users = await cannon({
+    url: service.url,
+    connections: 32,
+    duration: sizes.loadSeconds,
+    requests: [
+      {
+        method: 'POST',
+        setupRequest: (request) => ({ ...request, path: `${PREFIX}/users/?username=ac_${tag}_${counter++}` }),
+      },
+    ],
+  });
+  const health = await cannon({ url: `${service.url}/health`, connections: 32, duration: sizes.loadSeconds });
+  const ok = users.statuses.split(' ').every((entry) => entry.startsWith('200×')) && users.errors === 0;
+  record({
+    id: 6,
+    measurement: `POST /users, 32 connections, ${sizes.loadSeconds} s (autocannon)`,
+    service: `${users.requestsPerSecond.toFixed(0)} req/s, p99 ${users.p99} ms`,
+    baseline: `GET /health: ${health.requestsPerSecond.toFixed(0)} req/s, p99 ${health.p99} ms`,
+    result: `${users.requestsPerSecond.toFixed(0)} req/s, p50 ${users.p50} ms, p99 ${users.p99} ms (${users.statuses}${users.errors > 0 ? `, ${users.errors} errors` : ''})`,
+    target: 'record it',
+    met: ok ? undefined : false,
+  });
+}
+
+/** 7: GET of the MP3 stored by 1, whole and by Range, with the server's RSS growth meanwhile. */
+async function downloadsUnderLoad(service: Service): Promise<void> {
+  if (recordPathForDownload === undefined) throw new Error('7 needs the MP3 of 1');
+  const path = recordPathForDownload;
+  const head = await simpleRequest(service.url, 'HEAD', path);
+  const size = Number(head.headers['content-length'] ?? 0);
+  const runLoad = async (withRange: boolean) => {
+    const idle = await memoryOf(service.pid);
+    const wasReset = await resetPeak(service.pid);
+    const memory = startMemorySampler(service.pid, wasReset);
+    const rangeBytes = 256 * 1024;
+    const summary = await cannon({
+      url: service.url,
+      connections: 16,
+      duration: sizes.loadSeconds,
+      requests: [
+        {
+          method: 'GET',
+          setupRequest: (request) => {
+            if (!withRange) return { ...request, path };
+            // A player seeking: one 256 KiB range at a random place.
+            const start = Math.floor(Math.random() * Math.max(1, size - rangeBytes));
+            return {
+              ...request,
+              path,
+              headers: { ...request.headers, range: `bytes=${start}-${start + rangeBytes - 1}` },
+            };
+          },
+        },
+      ],
+    });
+    const peak = await memory.stop();
+    return { summary, growthKiB: peak.peakKiB - idle.rssKiB };
+  };
+  const whole = await runLoad(false);
+  const ranged = await runLoad(true);
+  const expected = (code: string) => (summary: CannonSummary) =>
+    summary.errors === 0 && summary.statuses.split(' ').every((entry) => entry.startsWith(`${code}×`));
+  record({
+    id: 7,
+    measurement: `GET of a ${(size / 1e6).toFixed(1)} MB MP3, 16 connections, ${sizes.loadSeconds} s; then 256 KiB Range requests`,
+    service: `${whole.summary.mbPerSecond.toFixed(0)} MB/s (${whole.summary.requestsPerSecond.toFixed(1)} req/s); ranges: ${ranged.summary.mbPerSecond.toFixed(0)} MB/s (${ranged.summary.requestsPerSecond.toFixed(0)} req/s)`,
+    baseline: `server RSS growth: ${mib(whole.growthKiB)} whole, ${mib(ranged.growthKiB)} ranges`,
+    result: `${whole.summary.statuses}; ranges ${ranged.summary.statuses}`,
+    target: 'record it; no whole file in memory',
+    // 16 connections holding whole files would add 16 × the file size.
+    met:
+      expected('200')(whole.summary) &&
+      expected('206')(ranged.summary) &&
+      Math.max(whole.growthKiB, ranged.growthKiB) * 1024 < Math.max(16 * size, 32 * 1024 ** 2)
+        ? undefined
+        : false,
+  });
+  details.push(
+    `- **7** p99 latency: whole ${whole.summary.p99} ms, ranges ${ranged.summary.p99} ms. ` +
+      `RSS growth is the server's peak VmRSS during the load minus its RSS just before.`,
+  );
+}
+
+/** 3: RSS growth of the server process while a big WAV, made on the fly, is uploaded and converted. */
+async function bigUpload(service: Service, user: User, shortWav: string): Promise<void> {
+  // Warm up: the first upload loads code and grows the heap to its working size.
+  expectOk(await uploadWav({ baseUrl: service.url, user, wav: fileWav(shortWav, sizes.shortSeconds) }), 'warm-up');
+  await sleep(1000);
+  const idle = await memoryOf(service.pid);
+  const wasReset = await resetPeak(service.pid);
+  if (!wasReset) warnings.push('VmHWM could not be reset: measurement 3 relies on 50 ms RSS samples only.');
+  const memory = startMemorySampler(service.pid, wasReset);
+  const result = await uploadWav({
+    baseUrl: service.url,
+    user,
+    wav: { bytes: sizes.bigBytes, open: () => syntheticWav(sizes.bigBytes) },
+  });
+  const peak = await memory.stop();
+  expectOk(result, 'big upload (3)');
+  const growth = peak.peakKiB - idle.rssKiB;
+  const minutes = (sizes.bigBytes - 44) / BYTES_PER_SECOND / 60;
+  record({
+    id: 3,
+    measurement: `server RSS growth (children excluded) during a ${mib(sizes.bigBytes / 1024)} WAV upload (${minutes.toFixed(0)} min of audio)`,
+    service: `${mib(growth)} over ${mib(idle.rssKiB)} idle`,
+    baseline: `${mib(sizes.bigBytes / 1024)} held by store-then-convert in memory`,
+    result: `+${mib(growth)} (peak ${mib(peak.peakKiB)}, ${peak.samples} samples, upload took ${s(result.endedAt - result.startedAt)})`,
+    target: '≤ 64 MiB',
+    met: growth <= 64 * 1024,
+  });
+}
+
+/** 8: many uploads at once against 2 slots and a queue of 4. */
+async function overload(service: Service, user: User, shortWav: string): Promise<void> {
+  const wav = fileWav(shortWav, sizes.shortSeconds);
+  // A service that has been running: the database pool's connections are open (a cold pool adds ~100 ms
+  // of connection set-up to the first requests, which is not what this row measures).
+  await Promise.all(Array.from({ length: 16 }, () => createUser(service.url, `${tag}w`)));
+  // Each client sends at a rate that takes ≥ 1 s for the whole body, as over a real network, so that
+  // "answered before the body was read" shows as a small fraction sent, whatever the kernel buffers.
+  const rate = Math.min(THROTTLE_BYTES_PER_SECOND, wav.bytes);
+  const results = await Promise.all(
+    Array.from({ length: OVERLOAD_UPLOADS }, () =>
+      uploadWav({ baseUrl: service.url, user, wav, bytesPerSecond: rate }),
+    ),
+  );
+  const ok = results.filter((r) => r.status === 200 && r.error === undefined);
+  const refused = results.filter((r) => r.status === 503 && r.error === undefined);
+  const other = results.filter((r) => !ok.includes(r) && !refused.includes(r));
+  const withRetryAfter = refused.filter((r) => /^\d+$/.test(String(r.headers['retry-after'] ?? '')));
+  const fractions = refused.map((r) => r.sentAtResponse / r.totalBytes);
+  const early = fractions.filter((fraction) => fraction < 0.1);
+  const retryAfters = withRetryAfter.map((r) => Number(r.headers['retry-after']));
+  const refusedTimes = refused.map((r) => r.responseAt - r.startedAt);
+  const capacity = Number(OVERLOAD_ENV.CONVERT_CONCURRENCY) + Number(OVERLOAD_ENV.CONVERT_QUEUE_SIZE);
+  record({
+    id: 8,
+    measurement: `${OVERLOAD_UPLOADS} uploads at once (${sizes.shortSeconds} s WAV) with CONVERT_CONCURRENCY=${OVERLOAD_ENV.CONVERT_CONCURRENCY}, CONVERT_QUEUE_SIZE=${OVERLOAD_ENV.CONVERT_QUEUE_SIZE}`,
+    service: `200×${ok.length}, 503×${refused.length}, other×${other.length}`,
+    baseline: `capacity ${capacity} (2 converting + 4 queued)`,
+    result:
+      `Retry-After on ${withRetryAfter.length}/${refused.length} (${retryAfters.length > 0 ? `${Math.min(...retryAfters)}–${max(retryAfters)} s` : '–'}); ` +
+      `503 with < 10 % of the body sent: ${early.length}/${refused.length} (max ${(max(fractions) * 100).toFixed(1)} %, ` +
+      `p50 ${ms(median(refusedTimes))} after request start)`,
+    target: '503 + Retry-After before the body is read; nothing else fails',
+    met:
+      other.length === 0 &&
+      ok.length >= capacity &&
+      withRetryAfter.length === refused.length &&
+      early.length === refused.length,
+  });
+  if (other.length > 0) {
+    details.push(
+      `- **8** other outcomes: ${other.map((r) => `${r.status} ${r.error ?? ''} ${r.body.slice(0, 120)}`).join('; ')}`,
+    );
+  }
+}
+
+/** Encoder presets: bare ffmpeg on the long WAV with the default and faster settings. */
+async function encoderPresets(base: EncodingConfig, longWav: string): Promise<string[]> {
+  const variants: Array<{ label: string; encoding: EncodingConfig }> = [
+    { label: `service setting (${describe(base)})`, encoding: base },
+    { label: 'VBR -q:a 2, -compression_level 5', encoding: { ...base, compressionLevel: 5 } },
+    { label: 'VBR -q:a 2, -compression_level 7', encoding: { ...base, compressionLevel: 7 } },
+  ];
+  const times = variants.map(() => [] as number[]);
+  const sizesBytes = variants.map(() => 0);
+  for (let run = 0; run < runs; run++) {
+    const order = run % 2 === 0 ? variants.keys() : [...variants.keys()].reverse();
+    for (const index of order) {
+      const variant = variants[index];
+      if (variant === undefined) continue;
+      const out = join(WORK, `preset-${index}.mp3`);
+      times[index]?.push(await runBareFfmpeg(FFMPEG, variant.encoding, longWav, out));
+      sizesBytes[index] = Number(execFileSync('stat', ['-c', '%s', out]).toString());
+    }
+  }
+  const reference = median(times[0] ?? []);
+  const lines = [
+    '| encoder setting | MP3_* environment | bare ffmpeg time | × service setting | realtime factor | MP3 size | average bitrate |',
+    '|---|---|---|---|---|---|---|',
+  ];
+  variants.forEach((variant, index) => {
+    const time = median(times[index] ?? []);
+    const bytes = sizesBytes[index] ?? 0;
+    lines.push(
+      `| ${variant.label} | ${environmentOf(variant.encoding)} | ${s(time)} | ×${(time / reference).toFixed(2)} | ` +
+        `${((sizes.longSeconds * 1000) / time).toFixed(0)}× | ${(bytes / 1e6).toFixed(1)} MB | ` +
+        `${((bytes * 8) / sizes.longSeconds / 1000).toFixed(0)} kbit/s |`,
+    );
+  });
+  return lines;
+}
+
+function describe(encoding: EncodingConfig): string {
+  const quality =
+    encoding.bitrateKbps === undefined ? `VBR -q:a ${encoding.vbrQuality}` : `CBR ${encoding.bitrateKbps}k`;
+  return encoding.compressionLevel === undefined
+    ? quality
+    : `${quality}, -compression_level ${encoding.compressionLevel}`;
+}
+
+function environmentOf(encoding: EncodingConfig): string {
+  const parts =
+    encoding.bitrateKbps === undefined
+      ? [`MP3_VBR_QUALITY=${encoding.vbrQuality}`]
+      : [`MP3_BITRATE_KBPS=${encoding.bitrateKbps}`];
+  if (encoding.compressionLevel !== undefined) parts.push(`MP3_COMPRESSION_LEVEL=${encoding.compressionLevel}`);
+  return `\`${parts.join(' ')}\``;
+}
+
+/** 6 again, on a service started with --cpu-prof: the top self-time functions. */
+async function profileCreateUsers(): Promise<string[]> {
+  const directory = join(WORK, 'profiles');
+  await rm(directory, { recursive: true, force: true });
+  await mkdir(directory, { recursive: true });
+  await withService(
+    'profile',
+    {},
+    async (service) => {
+      let counter = 0;
+      await cannon({
+        url: service.url,
+        connections: 32,
+        duration: sizes.loadSeconds,
+        requests: [
+          {
+            method: 'POST',
+            setupRequest: (request) => ({ ...request, path: `${PREFIX}/users/?username=pr_${tag}_${counter++}` }),
+          },
+        ],
+      });
+    },
+    ['--cpu-prof', `--cpu-prof-dir=${directory}`],
+  );
+  const [file] = (await readdir(directory)).filter((name) => name.endsWith('.cpuprofile'));
+  if (file === undefined) return ['(no profile was written)'];
+  return summarizeProfile(JSON.parse(await readFile(join(directory, file), 'utf8')) as CpuProfile, file);
+}
+
+interface CpuProfile {
+  nodes: Array<{ id: number; callFrame: { functionName: string; url: string; lineNumber: number } }>;
+  samples: number[];
+}
+
+function summarizeProfile(profile: CpuProfile, file: string): string[] {
+  const byId = new Map(profile.nodes.map((node) => [node.id, node]));
+  const selfCounts = new Map<string, number>();
+  for (const id of profile.samples) {
+    const frame = byId.get(id)?.callFrame;
+    if (frame === undefined) continue;
+    const where =
+      frame.url === ''
+        ? ''
+        : ` ${frame.url.replace(/^file:\/\//, '').replace(`${REPO_ROOT}/`, '')}:${frame.lineNumber + 1}`;
+    const key = `${frame.functionName || '(anonymous)'}${where}`;
+    selfCounts.set(key, (selfCounts.get(key) ?? 0) + 1);
+  }
+  const total = profile.samples.length;
+  const top = [...selfCounts.entries()].sort((a, b) => b[1] - a[1]).slice(0, 15);
+  return [
+    `Self time of the top 15 frames, from \`bench/.work/profiles/${file}\` (${total} samples; open it in Chrome DevTools for the call tree):`,
+    '',
+    '| self time | frame |',
+    '|---|---|',
+    ...top.map(([key, count]) => `| ${((count / total) * 100).toFixed(1)} % | \`${key.replace(/\|/g, '\\|')}\` |`),
+  ];
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Report
+
+function table(): string[] {
+  const lines = ['| # | measurement | service | baseline | result | target | met |', '|---|---|---|---|---|---|---|'];
+  for (const row of [...rows].sort((a, b) => a.id - b.id)) {
+    const met = row.met === undefined ? 'recorded' : row.met ? 'yes' : '**no**';
+    lines.push(
+      `| ${row.id} | ${row.measurement} | ${row.service} | ${row.baseline} | ${row.result} | ${row.target} | ${met} |`,
+    );
+  }
+  return lines;
+}
+
+async function writeReport(
+  info: Record<string, string>,
+  encoding: EncodingConfig,
+  presetLines: string[],
+  profileLines: string[],
+  elapsedMs: number,
+): Promise<void> {
+  const notesPath = join(REPO_ROOT, 'bench', 'NOTES.md');
+  const notes = smoke ? '' : await readFile(notesPath, 'utf8').catch(() => '');
+  const lines = [
+    '# Benchmarks',
+    '',
+    `<!-- Generated by \`npm run bench\` (bench/run.ts); do not edit by hand. Analysis lives in bench/NOTES.md. -->`,
+    '',
+    smoke ? '**Smoke run at tiny sizes: these numbers mean nothing, the run only proves the benchmark works.**' : '',
+    flags.note === undefined ? '' : `> ${flags.note}`,
+    '',
+    '## Machine',
+    '',
+    ...Object.entries(info).map(([key, value]) => `- ${key}: ${value}`),
+    '',
+    '## How to reproduce',
+    '',
+    '```sh',
+    'npm ci',
+    'npm run bench                      # PGlite; or: DATABASE_URL=postgres://… npm run bench',
+    'npm run bench -- --runs 5          # more runs per median',
+    'npm run bench -- --only 1,2        # a subset of the rows',
+    'MP3_COMPRESSION_LEVEL=7 npm run bench   # the service and its baseline with another encoder setting',
+    'npm run bench:smoke                # tiny sizes, 1 run (CI); writes bench/.work/benchmarks-smoke.md',
+    '```',
+    '',
+    'The script builds the service (`npm run build`) and starts it as `node dist/main.js` on a free port with a',
+    'temporary `DATA_DIR`, generates its WAVs with ffmpeg into `bench/.work/` (git-ignored), and runs every',
+    'measurement beside its baseline. "Bare ffmpeg" is the same binary with exactly the service’s arguments',
+    '(`ffmpegArguments` from `src/audio/transcoder.ts`) and niceness, reading the WAV from disk instead of stdin:',
+    '',
+    '```sh',
+    `${FFMPEG} ${bareFfmpegArguments(encoding, 'long.wav', 'out.mp3').join(' ')}`,
+    '```',
+    '',
+    `Service and baseline alternate (the first to run swaps every run) and each figure is the median of ${runs}`,
+    'run(s); ratios against the baseline are the headline numbers, because this machine is shared and noisy.',
+    'Uploads are multipart bodies written by hand over `node:http` (so that a sender can be throttled with a',
+    'token bucket and its progress known); times are client-side, request start to the last response byte.',
+    'RSS is read from `/proc/<pid>/status` of the node process only (encoders are separate processes), sampled',
+    'every 50 ms, with `VmHWM` reset through `/proc/<pid>/clear_refs` so that peaks between samples count too.',
+    '',
+    '## Results',
+    '',
+    ...table(),
+    '',
+    ...(details.length > 0 ? ['Per-run values:', '', ...details, ''] : []),
+    ...(warnings.length > 0 ? ['Warnings:', '', ...warnings.map((w) => `- ${w}`), ''] : []),
+    ...(presetLines.length > 0
+      ? [
+          '## Encoder settings',
+          '',
+          `Bare ffmpeg on the ${duration(sizes.longSeconds)} WAV, medians of ${runs} run(s), same arguments as the service except the encoder setting.`,
+          '',
+          ...presetLines,
+          '',
+        ]
+      : []),
+    ...(profileLines.length > 0 ? ['## Profile of measurement 6', '', ...profileLines, ''] : []),
+    ...(notes === '' ? [] : [notes.trim(), '']),
+    `_Whole run: ${s(elapsedMs)}._`,
+    '',
+  ];
+  await mkdir(join(outPath, '..'), { recursive: true });
+  await writeFile(outPath, lines.filter((line, i, all) => !(line === '' && all[i - 1] === '')).join('\n'));
+}
+
+// ---------------------------------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  const started = performance.now();
+  await mkdir(WORK, { recursive: true });
+  const info = machine();
+  log(`${smoke ? 'smoke' : 'full'} run, ${runs} run(s) per median, ${info.database}`);
+  if (flags['skip-build'] !== true) buildService();
+
+  const longWav = join(WORK, `long-${sizes.longSeconds}s.wav`);
+  const shortWav = join(WORK, `short-${sizes.shortSeconds}s.wav`);
+  await generateWav(FFMPEG, longWav, sizes.longSeconds, 1);
+  await generateWav(FFMPEG, shortWav, sizes.shortSeconds, 7);
+  log('audio ready');
+
+  const encoding = serviceConfig(BASE_ENV).encoding;
+  if ([1, 2, 4, 5, 6, 7].some(selected)) {
+    await withService('main', {}, async (service) => {
+      const user = await createUser(service.url, tag);
+      expectOk(await uploadWav({ baseUrl: service.url, user, wav: fileWav(shortWav, sizes.shortSeconds) }), 'warm-up');
+      if (selected(1) || selected(2) || selected(7)) await uploadsVersusBareFfmpeg(service, user, longWav);
+      if (selected(4) || selected(5)) await concurrentUploads(service, user, shortWav);
+      if (selected(6)) await createUsersUnderLoad(service);
+      if (selected(7)) await downloadsUnderLoad(service);
+      // The smoke run saves a start-up (seconds with PGlite); the full run measures 3 on a fresh process.
+      if (smoke && selected(3)) await bigUpload(service, user, shortWav);
+    });
+  }
+  if (selected(3) && !smoke) {
+    await withService('memory', {}, async (service) => {
+      await bigUpload(service, await createUser(service.url, tag), shortWav);
+    });
+  }
+  if (selected(8)) {
+    await withService('overload', OVERLOAD_ENV, async (service) => {
+      await overload(service, await createUser(service.url, tag), shortWav);
+    });
+  }
+  const presetLines = presets && only === undefined ? await encoderPresets(encoding, longWav) : [];
+  const profileLines =
+    profile && only === undefined
+      ? await profileCreateUsers().catch((error: unknown) => [`(the profile run failed: ${String(error)})`])
+      : [];
+  closeKeepAlive();
+
+  const lines = table();
+  process.stdout.write(`\n${lines.join('\n')}\n\n`);
+  if (presetLines.length > 0) process.stdout.write(`${presetLines.join('\n')}\n\n`);
+  await writeReport(info, encoding, presetLines, profileLines, performance.now() - started);
+  log(`wrote ${relative(process.cwd(), outPath)} in ${s(performance.now() - started)}`);
+}
+
+main().catch((error: unknown) => {
+  closeKeepAlive();
+  console.error(error);
+  process.exitCode = 1;
+});
