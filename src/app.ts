@@ -17,8 +17,10 @@ import { UserRepository } from './db/users.js';
 import { registerErrorHandling } from './api/errors.js';
 import { healthRoutes } from './api/health.js';
 import { registerApiV1 } from './api/v1/index.js';
+import { answerClientError, registerProtection } from './api/protection.js';
 import type { Services } from './api/v1/services.js';
 import { LocalStorage } from './storage/local.js';
+import { startStorageCheck, type BackgroundCheck } from './storage/check.js';
 
 export interface AppOptions {
   /** Where logs go (tests capture them); stdout by default. */
@@ -47,6 +49,9 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     requestTimeout: 0,
     bodyLimit: 64 * 1024,
     maxRequestsPerSocket: 0,
+    // Requests arriving while the server drains get a problem+json 503 from registerProtection instead.
+    return503OnClosing: false,
+    clientErrorHandler: answerClientError,
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   const database = await openDatabase({
@@ -80,8 +85,17 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     limiter: new ConversionLimiter(config.convertConcurrency, config.convertQueueSize),
   };
 
+  // Rows vs files, in the background once listening; stopped before the database closes.
+  let storageCheck: BackgroundCheck | undefined;
+  app.addHook('onReady', async () => {
+    if (config.storageCheck.onStart)
+      storageCheck = startStorageCheck(services.records, storage, config.storageCheck.orphanMinAgeMs, app.log);
+  });
+  app.addHook('onClose', async () => storageCheck?.stop());
+
   registerBodyParsers(app);
   registerErrorHandling(app);
+  await registerProtection(app, config);
   await app.register(multipart, { limits: { fileSize: config.maxUploadBytes } });
   await app.register(accepts);
   await registerDocs(app);
@@ -106,7 +120,11 @@ function loggerOptions(config: Config, options: AppOptions): FastifyServerOption
   return {
     level: config.logLevel,
     ...(options.logStream === undefined ? {} : { stream: options.logStream }),
-    redact: { paths: ['req.headers.authorization', 'headers.authorization'], censor: '[redacted]' },
+    // `*.headers…` also covers @fastify/multipart's trace line, which logs the request headers it hands to busboy.
+    redact: {
+      paths: ['req.headers.authorization', 'headers.authorization', '*.headers.authorization'],
+      censor: '[redacted]',
+    },
     serializers: {
       req: (request: { method: string; url: string; hostname?: string; ip?: string }) => ({
         method: request.method,

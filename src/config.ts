@@ -25,6 +25,12 @@ const EnvSchema = Type.Object({
   UPLOAD_IDLE_TIMEOUT_SECONDS: Integer({ minimum: 1, default: 30 }),
   SHUTDOWN_GRACE_SECONDS: Integer({ minimum: 0, default: 30 }),
   FFMPEG_PATH: Type.String({ minLength: 1, default: 'ffmpeg' }),
+  STORAGE_CHECK_ON_START: Type.Boolean({ default: true }),
+  STORAGE_ORPHAN_AGE_SECONDS: Integer({ minimum: 0, default: 600 }),
+  CORS_ORIGINS: Type.Optional(Type.String({ pattern: '^(\\*|https?://[^/?#,\\s]+(,\\s*https?://[^/?#,\\s]+)*)$' })),
+  RATE_LIMIT_WINDOW_SECONDS: Integer({ minimum: 1, default: 60 }),
+  RATE_LIMIT_AUTH_FAILURES: Integer({ minimum: 0, default: 100 }),
+  RATE_LIMIT_USER_CREATIONS: Integer({ minimum: 0, default: 600 }),
   MAX_BYTES_PER_USER: Type.Optional(Integer({ minimum: 1 })),
   MAX_RECORDS_PER_USER: Type.Optional(Integer({ minimum: 1 })),
 });
@@ -65,7 +71,26 @@ export interface Config {
   readonly uploadIdleTimeoutMs: number;
   readonly shutdownGraceMs: number;
   readonly ffmpegPath: string;
+  readonly storageCheck: StorageCheckConfig;
+  /** Origins allowed to call the API from a browser; empty means CORS is off. */
+  readonly corsOrigins: readonly string[];
+  readonly rateLimit: RateLimitConfig;
   readonly quota: QuotaConfig;
+}
+
+export interface StorageCheckConfig {
+  /** Compare rows with files in the background at start-up, removing old orphan files. */
+  readonly onStart: boolean;
+  /** Files younger than this are never called orphans: their upload may still be inserting its row. */
+  readonly orphanMinAgeMs: number;
+}
+
+export interface RateLimitConfig {
+  readonly windowMs: number;
+  /** Failed authentications one client may make per window before it gets 429; 0 turns this off. */
+  readonly authFailures: number;
+  /** Users one client may create per window; 0 turns this off. */
+  readonly userCreations: number;
 }
 
 export class ConfigError extends Error {
@@ -113,6 +138,21 @@ function configFromEnv(env: Env): Config {
     uploadIdleTimeoutMs: env.UPLOAD_IDLE_TIMEOUT_SECONDS * 1000,
     shutdownGraceMs: env.SHUTDOWN_GRACE_SECONDS * 1000,
     ffmpegPath: env.FFMPEG_PATH,
+    storageCheck: Object.freeze({
+      onStart: env.STORAGE_CHECK_ON_START,
+      orphanMinAgeMs: env.STORAGE_ORPHAN_AGE_SECONDS * 1000,
+    }),
+    corsOrigins: Object.freeze(
+      (env.CORS_ORIGINS ?? '')
+        .split(',')
+        .map((origin) => origin.trim())
+        .filter((origin) => origin !== ''),
+    ),
+    rateLimit: Object.freeze({
+      windowMs: env.RATE_LIMIT_WINDOW_SECONDS * 1000,
+      authFailures: env.RATE_LIMIT_AUTH_FAILURES,
+      userCreations: env.RATE_LIMIT_USER_CREATIONS,
+    }),
     quota: Object.freeze({ maxBytesPerUser: env.MAX_BYTES_PER_USER, maxRecordsPerUser: env.MAX_RECORDS_PER_USER }),
   });
 }

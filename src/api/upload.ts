@@ -2,6 +2,7 @@ import type { FastifyRequest } from 'fastify';
 import type { AudioPipeline, ConvertedRecording } from '../audio/pipeline.js';
 import { Problem, badRequest, tooLarge } from '../errors.js';
 import type { LocalStorage } from '../storage/local.js';
+import { cutWhenIdle } from './idle.js';
 import { MAX_TITLE_LENGTH } from './schemas.js';
 import { cleanFilename, cleanOptionalText } from './text.js';
 
@@ -14,6 +15,8 @@ export interface ReceivedRecording {
 
 export interface UploadLimits {
   readonly maxUploadBytes: number;
+  /** An upload that sends nothing for this long while its body is read is cut with 408. */
+  readonly uploadIdleTimeoutMs?: number;
 }
 
 const FILE_FIELD = 'file';
@@ -35,6 +38,8 @@ export async function receiveRecording(
   let converted: ConvertedRecording | undefined;
   let originalFilename: string | null = null;
   let titleField: string | null = null;
+  const stopIdleTimer =
+    limits.uploadIdleTimeoutMs === undefined ? () => {} : cutWhenIdle(request, limits.uploadIdleTimeoutMs);
   try {
     const parts = asClientErrors(() =>
       request.parts({
@@ -68,6 +73,8 @@ export async function receiveRecording(
   } catch (error) {
     if (converted !== undefined) await dependencies.storage.remove(recordId);
     throw error;
+  } finally {
+    stopIdleTimer();
   }
   if (converted === undefined) throw badRequest('The form has no "file" part with the WAV.');
   return { converted, originalFilename, titleField };

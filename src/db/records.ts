@@ -1,4 +1,4 @@
-import { and, count, desc, eq, ilike, sql, type SQL } from 'drizzle-orm';
+import { and, count, desc, eq, gte, ilike, inArray, lte, sql, type SQL } from 'drizzle-orm';
 import type { Database } from './client.js';
 import { records, users, type NewRecordRow, type RecordRow } from './schema.js';
 
@@ -93,6 +93,41 @@ export class RecordRepository {
       if (row === undefined) throw new Error('INSERT … RETURNING gave no row');
       return row;
     });
+  }
+
+  /** Every record id whose first byte is `shard` (two hex digits), for comparing rows with stored files. */
+  async recordIdsInShard(shard: string): Promise<string[]> {
+    if (!/^[0-9a-f]{2}$/.test(shard)) throw new Error(`Not a shard: ${JSON.stringify(shard)}`);
+    const rows = await this.db
+      .select({ recordId: records.recordId })
+      .from(records)
+      .where(
+        and(
+          gte(records.recordId, `${shard}000000-0000-0000-0000-000000000000`),
+          lte(records.recordId, `${shard}ffffff-ffff-ffff-ffff-ffffffffffff`),
+        ),
+      );
+    return rows.map((row) => row.recordId);
+  }
+
+  /** Which of `recordIds` have a row now. */
+  async existingRecordIds(recordIds: readonly string[]): Promise<Set<string>> {
+    if (recordIds.length === 0) return new Set();
+    const rows = await this.db
+      .select({ recordId: records.recordId })
+      .from(records)
+      .where(inArray(records.recordId, [...recordIds]));
+    return new Set(rows.map((row) => row.recordId));
+  }
+
+  /** Deletes the rows of `recordIds` (used by the storage repair for rows whose file is gone); returns how many. */
+  async deleteByRecordIds(recordIds: readonly string[]): Promise<number> {
+    if (recordIds.length === 0) return 0;
+    const rows = await this.db
+      .delete(records)
+      .where(inArray(records.recordId, [...recordIds]))
+      .returning({ recordId: records.recordId });
+    return rows.length;
   }
 }
 

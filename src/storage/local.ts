@@ -22,6 +22,16 @@ export interface ByteRange {
   readonly end: number;
 }
 
+/** One entry of a fan-out folder of `records/`. */
+export interface StoredEntry {
+  /** Path relative to `records/`. */
+  readonly name: string;
+  /** The record the file belongs to, or undefined for a name the service never writes. */
+  readonly recordId: string | undefined;
+  readonly modifiedAt: Date;
+}
+
+const SHARD = /^[0-9a-f]{2}$/;
 const RECORD_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /**
@@ -103,6 +113,49 @@ export class LocalStorage {
       stream: (range) => file.createReadStream({ ...range, autoClose: true }),
       close: () => file.close(),
     };
+  }
+
+  /**
+   * The entries of one fan-out folder (`shard` is two hex digits); an absent folder is empty. Entries whose
+   * name is not `<record id>.mp3` in the right folder come back without a record id.
+   */
+  async listShard(shard: string): Promise<StoredEntry[]> {
+    if (!SHARD.test(shard)) throw new Error(`Not a shard: ${JSON.stringify(shard)}`);
+    const directory = join(this.recordsDir, shard);
+    let names: string[];
+    try {
+      names = await readdir(directory);
+    } catch (error) {
+      if (isNotFound(error)) return [];
+      throw error;
+    }
+    const entries = await Promise.all(
+      names.map(async (name): Promise<StoredEntry | undefined> => {
+        let info;
+        try {
+          info = await stat(join(directory, name));
+        } catch (error) {
+          if (isNotFound(error)) return undefined; // removed meanwhile
+          throw error;
+        }
+        const recordId = name.endsWith('.mp3') ? name.slice(0, -4) : '';
+        const valid = info.isFile() && RECORD_ID.test(recordId) && recordId.startsWith(shard);
+        return { name: join(shard, name), recordId: valid ? recordId : undefined, modifiedAt: info.mtime };
+      }),
+    );
+    return entries.filter((entry) => entry !== undefined);
+  }
+
+  /** Names in `records/` that are not fan-out folders: nothing the service writes. */
+  async unexpectedTopLevelEntries(): Promise<string[]> {
+    let names;
+    try {
+      names = await readdir(this.recordsDir, { withFileTypes: true });
+    } catch (error) {
+      if (isNotFound(error)) return [];
+      throw error;
+    }
+    return names.filter((entry) => !entry.isDirectory() || !SHARD.test(entry.name)).map((entry) => entry.name);
   }
 
   private pathOf(recordId: string): string {

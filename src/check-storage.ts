@@ -1,0 +1,81 @@
+import { existsSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { loadConfig } from './config.js';
+import { openDatabase } from './db/client.js';
+import { RecordRepository } from './db/records.js';
+import { checkStorage, isConsistent, type StorageReport } from './storage/check.js';
+import { LocalStorage } from './storage/local.js';
+
+const USAGE = `Usage: npm run check-storage -- [--repair] [--min-age SECONDS] [--json]
+
+Compares the records table with the MP3 files under DATA_DIR/records (same environment as the service).
+  --repair         delete orphan files and the rows whose file is missing
+  --min-age N      files younger than N seconds are never orphans (default STORAGE_ORPHAN_AGE_SECONDS);
+                   keep it above the longest upload when the service is running
+  --json           print the report as JSON
+Exit status: 0 consistent (or repaired), 1 problems found and not repaired, 2 the check failed.
+With the embedded PGlite database (no DATABASE_URL), stop the service first: PGlite allows one process.`;
+
+/** `npm run check-storage`: reports, and with --repair fixes, rows without files and files without rows. */
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: {
+      repair: { type: 'boolean', default: false },
+      'min-age': { type: 'string' },
+      json: { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  if (existsSync('.env')) process.loadEnvFile('.env');
+  const config = loadConfig();
+  const minAge = values['min-age'];
+  if (minAge !== undefined && !/^\d+$/.test(minAge)) throw new Error('--min-age takes a number of seconds');
+  const orphanMinAgeMs = minAge === undefined ? config.storageCheck.orphanMinAgeMs : Number(minAge) * 1000;
+
+  const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolSize: 2 });
+  try {
+    const storage = new LocalStorage(config.dataDir);
+    const report = await checkStorage(new RecordRepository(database.db), storage, {
+      removeOrphanFiles: values.repair,
+      removeRowsWithoutFile: values.repair,
+      orphanMinAgeMs,
+      listLimit: 1000,
+    });
+    console.log(values.json ? JSON.stringify(report, null, 2) : describe(report, values.repair));
+    return isConsistent(report) || values.repair ? 0 : 1;
+  } finally {
+    await database.close();
+  }
+}
+
+function describe(report: StorageReport, repaired: boolean): string {
+  const lines = [
+    `Scanned ${report.rowsScanned} rows and ${report.filesScanned} files.`,
+    `Rows without a file: ${report.rowsWithoutFile.count}${repaired ? ` (${report.removedRows} rows deleted)` : ''}`,
+    ...report.rowsWithoutFile.sample.map((id) => `  ${id}`),
+    `Files without a row: ${report.orphanFiles.count}${repaired ? ` (${report.removedFiles} files deleted)` : ''}`,
+    ...report.orphanFiles.sample.map((id) => `  ${id}`),
+  ];
+  if (report.recentUnreferencedFiles > 0) {
+    lines.push(`Files without a row yet, too recent to judge: ${report.recentUnreferencedFiles}`);
+  }
+  if (report.strayEntries.count > 0) {
+    lines.push(`Unexpected names under records/ (left alone): ${report.strayEntries.count}`);
+    lines.push(...report.strayEntries.sample.map((name) => `  ${name}`));
+  }
+  return lines.join('\n');
+}
+
+main().then(
+  (status) => {
+    process.exitCode = status;
+  },
+  (error: unknown) => {
+    console.error(error instanceof Error ? error.message : error);
+    process.exitCode = 2;
+  },
+);

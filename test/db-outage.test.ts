@@ -1,0 +1,138 @@
+import { execFileSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createUser, upload, PREFIX, type TestUser } from './helpers/client.js';
+import { multipartAround, openUpload, sleep, writeChunk } from './helpers/multipart.js';
+import { filesOnDisk, recordIdsInDatabase, sha256 } from './helpers/process.js';
+import { startIsolatedService } from './helpers/service.js';
+import { makeWav } from './helpers/wav.js';
+
+/**
+ * Stops the shared PostgreSQL for about 10 s while requests run. It disturbs every other test using that
+ * server, so it only runs when asked: RUN_DB_OUTAGE_TEST=1 (and TEST_DATABASE_URL). PostgreSQL is always
+ * started again, whatever happens.
+ */
+const enabled = process.env.RUN_DB_OUTAGE_TEST === '1' && process.env.TEST_DATABASE_URL !== undefined;
+const OUTAGE_MS = 10_000;
+
+function pgctl(action: 'stop' | 'start'): void {
+  const version = readdirSync('/etc/postgresql')[0] ?? '';
+  execFileSync('pg_ctlcluster', ['--skip-systemctl-redirect', version, 'main', action], { stdio: 'inherit' });
+}
+
+interface Observation {
+  readonly what: string;
+  readonly status: number | 'error';
+  readonly ms: number;
+  readonly contentType: string | null;
+}
+
+describe.runIf(enabled)('PostgreSQL outage', () => {
+  let service: Awaited<ReturnType<typeof startIsolatedService>>;
+  let user: TestUser;
+  const acknowledged = new Map<string, string>();
+
+  beforeAll(async () => {
+    service = await startIsolatedService('postgres');
+    user = await createUser(service.url);
+  });
+  afterAll(async () => {
+    await service?.cleanup();
+  });
+
+  async function observe(what: string, request: () => Promise<Response>): Promise<Observation> {
+    const started = performance.now();
+    try {
+      const response = await request();
+      await response.arrayBuffer();
+      return {
+        what,
+        status: response.status,
+        ms: performance.now() - started,
+        contentType: response.headers.get('content-type'),
+      };
+    } catch {
+      return { what, status: 'error', ms: performance.now() - started, contentType: null };
+    }
+  }
+
+  async function uploadAcknowledged(): Promise<void> {
+    const response = await upload(service.url, user, makeWav({ durationSeconds: 0.3 }));
+    if (response.status !== 200) return;
+    const { record_url: url } = (await response.json()) as { record_url: string };
+    const mp3 = await fetch(url);
+    expect(mp3.status).toBe(200);
+    acknowledged.set(url, sha256(Buffer.from(await mp3.arrayBuffer())));
+  }
+
+  it('answers 503 fast while PostgreSQL is down, recovers by itself and loses nothing', async () => {
+    await uploadAcknowledged();
+
+    // An upload that is authenticated before the outage and whose conversion ends during it.
+    const body = multipartAround();
+    const wav = makeWav({ durationSeconds: 1 });
+    const inFlight = openUpload(
+      `${service.url}${PREFIX}/record/?user_id=${user.user_id}`,
+      user.access_token,
+      body.contentType,
+    );
+    await writeChunk(inFlight.req, Buffer.concat([body.head, wav.subarray(0, wav.length / 2)]));
+
+    const during: Observation[] = [];
+    let stopped = false;
+    try {
+      pgctl('stop');
+      stopped = true;
+      const outageEnds = Date.now() + OUTAGE_MS;
+      inFlight.req.end(Buffer.concat([wav.subarray(wav.length / 2), body.tail]));
+      const inFlightAnswer = await inFlight.answer;
+      expect(inFlightAnswer.status).toBe(503);
+
+      // Steady traffic of every kind during the rest of the outage.
+      while (Date.now() < outageEnds) {
+        const rounds = await Promise.all([
+          observe('ready', () => fetch(`${service.url}/ready`)),
+          observe('create user', () =>
+            fetch(`${service.url}${PREFIX}/users/?username=outage_${Date.now()}_${Math.random()}`, {
+              method: 'POST',
+            }),
+          ),
+          observe('upload', () => upload(service.url, user, makeWav({ durationSeconds: 0.2 }))),
+          observe('download', () => fetch([...acknowledged.keys()][0] ?? '')),
+        ]);
+        during.push(...rounds);
+        await sleep(250);
+      }
+    } finally {
+      if (stopped) pgctl('start');
+    }
+
+    expect(during.length).toBeGreaterThan(8);
+    for (const observation of during) {
+      expect(observation.status, observation.what).toBe(503);
+      expect(observation.ms, observation.what).toBeLessThan(5000);
+      expect(observation.contentType).toMatch(/^application\/problem\+json/);
+    }
+    // The upload converted while the database was down left no file behind.
+    const disk = await filesOnDisk(service.dataDir);
+    expect(disk.temp).toEqual([]);
+
+    // Recovery without a restart.
+    await expect
+      .poll(() => fetch(`${service.url}/ready`).then((response) => response.status), { timeout: 30_000 })
+      .toBe(200);
+    await uploadAcknowledged();
+    expect(acknowledged.size).toBe(2);
+    for (const [url, digest] of acknowledged) {
+      const mp3 = await fetch(url);
+      expect(mp3.status).toBe(200);
+      expect(sha256(Buffer.from(await mp3.arrayBuffer()))).toBe(digest);
+    }
+    const after = await filesOnDisk(service.dataDir);
+    expect(await recordIdsInDatabase(service.database.url ?? '')).toEqual(after.records);
+    console.log(
+      `outage: ${during.length} requests, slowest ${Math.round(Math.max(...during.map((o) => o.ms)))} ms, ` +
+        `all 503 problem+json`,
+    );
+  });
+});

@@ -1,0 +1,195 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import postgres from 'postgres';
+
+/** The repository root: the service is started from there, as `npm start` would. */
+export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+export interface ChildService {
+  readonly child: ChildProcess;
+  readonly pid: number;
+  /** e.g. http://127.0.0.1:41234 */
+  readonly url: string;
+  /** Everything the process wrote to stdout and stderr so far. */
+  output(): string;
+  /** Resolves when the output matches `pattern` (already or later). */
+  waitFor(pattern: RegExp, timeoutMs?: number): Promise<void>;
+  /** Resolves with the exit status once the process has ended. */
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+export interface ChildServiceOptions {
+  readonly dataDir: string;
+  readonly databaseUrl?: string | undefined;
+  readonly env?: Record<string, string>;
+  /** A fixed port, e.g. to restart on the same address; 0 (any free port) by default. */
+  readonly port?: number;
+}
+
+/**
+ * Starts `src/main.ts` as a real process (through tsx), in its own process group so that a test can
+ * kill it, and any ffmpeg it started, like an operator or the OOM killer would.
+ */
+export async function spawnService(options: ChildServiceOptions): Promise<ChildService> {
+  const env: NodeJS.ProcessEnv = {
+    PATH: process.env.PATH,
+    HOME: process.env.HOME,
+    LOG_LEVEL: 'info',
+    CONVERT_CONCURRENCY: '2',
+    ...options.env,
+    DATA_DIR: options.dataDir,
+    HOST: '127.0.0.1',
+    PORT: String(options.port ?? 0),
+  };
+  if (options.databaseUrl !== undefined) env.DATABASE_URL = options.databaseUrl;
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+    cwd: ROOT,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  let text = '';
+  const waiters = new Set<() => void>();
+  const onOutput = (chunk: Buffer) => {
+    // The last 4 MiB are plenty for the start-up lines and recent events of a long run.
+    text = (text + chunk.toString()).slice(-4 * 1024 * 1024);
+    for (const waiter of waiters) waiter();
+  };
+  child.stdout.on('data', onOutput);
+  child.stderr.on('data', onOutput);
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.once('exit', (code, signal) => {
+      for (const waiter of waiters) waiter();
+      resolve({ code, signal });
+    });
+  });
+
+  const waitFor = (pattern: RegExp, timeoutMs = 30_000) =>
+    new Promise<void>((resolve, reject) => {
+      const check = () => {
+        if (pattern.test(text)) {
+          done();
+          resolve();
+        } else if (child.exitCode !== null || child.signalCode !== null) {
+          done();
+          reject(new Error(`service exited before ${String(pattern)}:\n${text.slice(-3000)}`));
+        }
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(new Error(`timed out waiting for ${String(pattern)}:\n${text.slice(-3000)}`));
+      }, timeoutMs);
+      const done = () => {
+        clearTimeout(timer);
+        waiters.delete(check);
+      };
+      waiters.add(check);
+      check();
+    });
+
+  let port: string | undefined;
+  if (options.port === undefined || options.port === 0) {
+    await waitFor(/Server listening at http:\/\/127\.0\.0\.1:\d+/, 60_000);
+    port = /Server listening at http:\/\/127\.0\.0\.1:(\d+)/.exec(text)?.[1];
+  } else {
+    // A fixed port (and perhaps a log level that does not say "listening"): ask until it answers.
+    port = String(options.port);
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const up = await fetch(`http://127.0.0.1:${port}/health`).then(
+        (response) => response.ok,
+        () => false,
+      );
+      if (up) break;
+      if (Date.now() > deadline || child.exitCode !== null) throw new Error(`service did not start:\n${text}`);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
+  if (child.pid === undefined || port === undefined) throw new Error('service did not start');
+  return { child, pid: child.pid, url: `http://127.0.0.1:${port}`, output: () => text, waitFor, exited };
+}
+
+/** SIGKILLs the service's whole process group (node and any ffmpeg) and waits for node to be gone. */
+export async function killHard(service: ChildService): Promise<void> {
+  try {
+    process.kill(-service.pid, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+  await service.exited;
+}
+
+/** Ids of ffmpeg processes whose parent is `pid`. */
+export async function ffmpegChildren(pid: number): Promise<number[]> {
+  const found: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const { readFile } = await import('node:fs/promises');
+      const stat = await readFile(`/proc/${entry}/stat`, 'utf8');
+      // pid (comm) state ppid …
+      const match = /^\d+ \((.*)\) \S+ (\d+)/.exec(stat);
+      if (match?.[1] === 'ffmpeg' && Number(match[2]) === pid) found.push(Number(entry));
+    } catch {
+      // the process ended meanwhile
+    }
+  }
+  return found;
+}
+
+/** Resident set size of a process in bytes, from /proc. */
+export async function rssBytes(pid: number): Promise<number> {
+  const { readFile } = await import('node:fs/promises');
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const kb = /VmRSS:\s+(\d+) kB/.exec(status)?.[1];
+  return kb === undefined ? 0 : Number(kb) * 1024;
+}
+
+/** Record ids of the MP3 files under DATA_DIR/records, and the names of any files under DATA_DIR/tmp. */
+export async function filesOnDisk(dataDir: string): Promise<{ records: string[]; temp: string[] }> {
+  const records: string[] = [];
+  const recordsDir = join(dataDir, 'records');
+  for (const shard of await readdir(recordsDir).catch(() => [])) {
+    for (const name of await readdir(join(recordsDir, shard))) records.push(name.replace(/\.mp3$/, ''));
+  }
+  const temp = await readdir(join(dataDir, 'tmp')).catch(() => []);
+  return { records: records.sort(), temp };
+}
+
+/** Record ids in the records table, read directly (PostgreSQL only; PGlite belongs to the service). */
+export async function recordIdsInDatabase(databaseUrl: string): Promise<string[]> {
+  const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
+  try {
+    const rows = await sql<Array<{ record_id: string }>>`select record_id from records order by record_id`;
+    return rows.map((row) => row.record_id);
+  } finally {
+    await sql.end();
+  }
+}
+
+export function sha256(bytes: Buffer): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+/** Runs `src/check-storage.ts` as the CLI would run, and returns its exit status and output. */
+export async function runCheckStorage(
+  options: { dataDir: string; databaseUrl?: string | undefined },
+  args: string[] = [],
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME, DATA_DIR: options.dataDir };
+  if (options.databaseUrl !== undefined) env.DATABASE_URL = options.databaseUrl;
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/check-storage.ts', ...args], {
+    cwd: ROOT,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const code = await new Promise<number | null>((resolve) => child.once('exit', (status) => resolve(status)));
+  return { code, stdout, stderr };
+}

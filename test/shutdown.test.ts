@@ -1,0 +1,114 @@
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createUser, PREFIX, type TestUser } from './helpers/client.js';
+import { multipartAround, openUpload, sleep, writeChunk } from './helpers/multipart.js';
+import { filesOnDisk, killHard, spawnService, type ChildService } from './helpers/process.js';
+import { createTestDatabase, databaseKinds, type TestDatabase } from './helpers/service.js';
+import { makeWav } from './helpers/wav.js';
+
+/**
+ * SIGTERM while uploads are in flight: they finish and are stored, new connections are refused, a request
+ * on a connection opened earlier gets a problem+json 503, and the process exits 0.
+ */
+describe.each(databaseKinds)('graceful shutdown (%s)', (kind) => {
+  let database: TestDatabase;
+  let dataDir: string;
+  let user: TestUser;
+  let service: ChildService | undefined;
+
+  beforeAll(async () => {
+    database = await createTestDatabase(kind);
+    dataDir = await mkdtemp(join(tmpdir(), 'audio-shutdown-'));
+  });
+  afterAll(async () => {
+    if (service !== undefined) await killHard(service);
+    await database.drop();
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  it('lets in-flight uploads finish, refuses new work and exits 0', async () => {
+    service = await spawnService({ dataDir, databaseUrl: database.url, env: { SHUTDOWN_GRACE_SECONDS: '30' } });
+    const running = service;
+    user = await createUser(running.url);
+    const port = Number(new URL(running.url).port);
+
+    const wav = makeWav({ durationSeconds: 2 });
+    const uploads = Array.from({ length: 2 }, () => {
+      const body = multipartAround();
+      return {
+        body,
+        ...openUpload(`${running.url}${PREFIX}/record/?user_id=${user.user_id}`, user.access_token, body.contentType),
+      };
+    });
+    for (const { req, body } of uploads) {
+      await writeChunk(req, body.head);
+      await writeChunk(req, wav.subarray(0, wav.length / 3));
+    }
+    await expect.poll(async () => (await readdir(join(dataDir, 'tmp'))).length, { timeout: 15_000 }).toBe(2);
+
+    // A client connected before the signal, that sends its request only afterwards.
+    const early = connect(port, '127.0.0.1');
+    await new Promise((resolve) => early.once('connect', resolve));
+    let earlyAnswer = '';
+    early.on('data', (chunk: Buffer) => (earlyAnswer += chunk.toString()));
+    const earlyClosed = new Promise((resolve) => early.once('close', resolve));
+
+    process.kill(running.pid, 'SIGTERM');
+    await running.waitFor(/shutting down/);
+    await sleep(300);
+
+    // New connections: refused, as the listening socket is closed at once.
+    await expect(fetch(`${running.url}/health`)).rejects.toThrow();
+    // A request on an existing connection: 503 problem+json, and the connection is closed.
+    early.write(`POST ${PREFIX}/users/?username=late HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n`);
+    await earlyClosed;
+    expect(earlyAnswer).toMatch(/^HTTP\/1\.1 503 /);
+    expect(earlyAnswer).toMatch(/content-type: application\/problem\+json/i);
+    expect(earlyAnswer).toMatch(/retry-after: \d+/i);
+
+    // The uploads in flight finish normally and are stored.
+    await sleep(500);
+    for (const { req, body } of uploads) req.end(Buffer.concat([wav.subarray(wav.length / 3), body.tail]));
+    const answers = await Promise.all(uploads.map(({ answer }) => answer));
+    for (const answer of answers) expect(answer.status, answer.body).toBe(200);
+    expect(await running.exited).toEqual({ code: 0, signal: null });
+    expect((await filesOnDisk(dataDir)).temp).toEqual([]);
+
+    // Their records were committed before the database was closed: they download after a restart.
+    service = await spawnService({ dataDir, databaseUrl: database.url });
+    for (const answer of answers) {
+      const { record_url: url } = JSON.parse(answer.body) as { record_url: string };
+      const download = await fetch(url.replace(/^http:\/\/127\.0\.0\.1:\d+/, service.url));
+      expect(download.status).toBe(200);
+      expect(download.headers.get('content-type')).toBe('audio/mpeg');
+    }
+    expect(await fetch(`${service.url}/health`).then((response) => response.status)).toBe(200);
+  });
+
+  it('cuts what is still running when the grace time is over, and exits 1', async () => {
+    if (service !== undefined) await killHard(service);
+    service = await spawnService({ dataDir, databaseUrl: database.url, env: { SHUTDOWN_GRACE_SECONDS: '1' } });
+    const running = service;
+    const body = multipartAround();
+    const { req, answer } = openUpload(
+      `${running.url}${PREFIX}/record/?user_id=${user.user_id}`,
+      user.access_token,
+      body.contentType,
+    );
+    const wav = makeWav({ durationSeconds: 2 });
+    await writeChunk(req, Buffer.concat([body.head, wav.subarray(0, wav.length / 2)]));
+    await expect.poll(async () => (await readdir(join(dataDir, 'tmp'))).length, { timeout: 15_000 }).toBe(1);
+    const signalledAt = Date.now();
+    process.kill(running.pid, 'SIGTERM');
+    expect(await running.exited).toEqual({ code: 1, signal: null });
+    expect(Date.now() - signalledAt).toBeLessThan(5000);
+    await expect(answer).rejects.toThrow();
+    req.destroy();
+    // The start-up sweep removes the temp file of the upload that was cut.
+    service = await spawnService({ dataDir, databaseUrl: database.url });
+    expect((await filesOnDisk(dataDir)).temp).toEqual([]);
+  });
+});

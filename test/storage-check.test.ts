@@ -1,0 +1,160 @@
+import { copyFile, mkdir, mkdtemp, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openDatabase } from '../src/db/client.js';
+import { RecordRepository } from '../src/db/records.js';
+import { checkStorage, isConsistent } from '../src/storage/check.js';
+import { LocalStorage } from '../src/storage/local.js';
+import { createUser, upload } from './helpers/client.js';
+import { filesOnDisk, runCheckStorage } from './helpers/process.js';
+import { createTestDatabase, databaseKinds, startService, type TestDatabase } from './helpers/service.js';
+import { makeWav } from './helpers/wav.js';
+
+const recordPath = (dataDir: string, recordId: string) =>
+  join(dataDir, 'records', recordId.slice(0, 2), `${recordId}.mp3`);
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** Plants a copy of a real MP3 under a record id that has no row, `ageSeconds` old. */
+async function plantOrphan(dataDir: string, source: string, ageSeconds: number): Promise<string> {
+  const recordId = crypto.randomUUID();
+  const path = recordPath(dataDir, recordId);
+  await mkdir(join(path, '..'), { recursive: true });
+  await copyFile(source, path);
+  const when = new Date(Date.now() - ageSeconds * 1000);
+  await utimes(path, when, when);
+  return recordId;
+}
+
+interface JsonReport {
+  rowsScanned: number;
+  filesScanned: number;
+  rowsWithoutFile: { count: number; sample: string[] };
+  orphanFiles: { count: number; sample: string[] };
+  recentUnreferencedFiles: number;
+  strayEntries: { count: number; sample: string[] };
+  removedFiles: number;
+  removedRows: number;
+  complete: boolean;
+}
+
+describe.each(databaseKinds)('check-storage (%s)', (kind) => {
+  let database: TestDatabase;
+  let dataDir: string;
+  const recordIds: string[] = [];
+
+  beforeAll(async () => {
+    database = await createTestDatabase(kind);
+    dataDir = await mkdtemp(join(tmpdir(), 'audio-check-'));
+    const service = await startService({ dataDir, databaseUrl: database.url });
+    try {
+      const user = await createUser(service.url);
+      for (let index = 0; index < 3; index++) {
+        const response = await upload(service.url, user, makeWav({ durationSeconds: 0.3 }));
+        expect(response.status).toBe(200);
+        const { record_url: url } = (await response.json()) as { record_url: string };
+        recordIds.push(new URL(url).searchParams.get('record_id') ?? '');
+      }
+    } finally {
+      await service.stop();
+    }
+  });
+  afterAll(async () => {
+    await database.drop();
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  const cli = (args: string[]) => runCheckStorage({ dataDir, databaseUrl: database.url }, args);
+
+  it('reports rows without files and old orphan files, and --repair fixes exactly those', async () => {
+    const [kept = '', lost = ''] = recordIds;
+    const oldOrphan = await plantOrphan(dataDir, recordPath(dataDir, kept), 3600);
+    const recentOrphan = await plantOrphan(dataDir, recordPath(dataDir, kept), 0);
+    await writeFile(join(dataDir, 'records', kept.slice(0, 2), 'notes.txt'), 'not a record');
+    await rm(recordPath(dataDir, lost));
+
+    // The command itself, as an operator runs it: report only, exit status 1.
+    const before = await cli(['--json']);
+    expect(before.code, before.stderr).toBe(1);
+    const report = JSON.parse(before.stdout) as JsonReport;
+    expect(report).toMatchObject({
+      complete: true,
+      rowsScanned: 3,
+      filesScanned: 5,
+      rowsWithoutFile: { count: 1, sample: [lost] },
+      orphanFiles: { count: 1, sample: [oldOrphan] },
+      recentUnreferencedFiles: 1,
+      strayEntries: { count: 1 },
+      removedFiles: 0,
+      removedRows: 0,
+    });
+    // Reporting changes nothing.
+    expect(await exists(recordPath(dataDir, oldOrphan))).toBe(true);
+
+    // Repair, in process (the same function the command runs).
+    const handle = await openDatabase({ databaseUrl: database.url, dataDir, poolSize: 1 });
+    try {
+      const repository = new RecordRepository(handle.db);
+      const storage = new LocalStorage(dataDir);
+      const repair = { removeOrphanFiles: true, removeRowsWithoutFile: true, orphanMinAgeMs: 600_000 };
+      const repaired = await checkStorage(repository, storage, repair);
+      expect(repaired).toMatchObject({ removedRows: 1, removedFiles: 1, recentUnreferencedFiles: 1 });
+      expect(await exists(recordPath(dataDir, oldOrphan))).toBe(false);
+      // A file too young to judge may belong to an upload still inserting its row: never touched.
+      expect(await exists(recordPath(dataDir, recentOrphan))).toBe(true);
+      expect(await exists(join(dataDir, 'records', kept.slice(0, 2), 'notes.txt'))).toBe(true);
+      expect(await repository.existingRecordIds([lost, kept])).toEqual(new Set([kept]));
+
+      const after = await checkStorage(repository, storage, { ...repair, removeOrphanFiles: false });
+      expect(after).toMatchObject({ rowsScanned: 2, rowsWithoutFile: { count: 0 }, orphanFiles: { count: 0 } });
+      expect(isConsistent(after)).toBe(true);
+
+      // With no minimum age the young orphan goes too.
+      await checkStorage(repository, storage, { ...repair, orphanMinAgeMs: 0 });
+      expect(await exists(recordPath(dataDir, recentOrphan))).toBe(false);
+    } finally {
+      await handle.close();
+    }
+    await rm(join(dataDir, 'records', kept.slice(0, 2), 'notes.txt'));
+
+    // The command's repair: exit status 0 and a readable summary.
+    const another = await plantOrphan(dataDir, recordPath(dataDir, kept), 3600);
+    const fixed = await cli(['--repair']);
+    expect(fixed.code, fixed.stderr).toBe(0);
+    expect(fixed.stdout).toContain('Scanned 2 rows and 3 files.');
+    expect(fixed.stdout).toContain(`Files without a row: 1 (1 files deleted)\n  ${another}`);
+    expect(await exists(recordPath(dataDir, another))).toBe(false);
+  });
+
+  it('at start-up removes old orphan files in the background and logs rows without files', async () => {
+    const remaining = (await filesOnDisk(dataDir)).records;
+    const [source = ''] = remaining;
+    const third = recordIds[2] ?? '';
+    expect(remaining).toContain(third);
+    const oldOrphan = await plantOrphan(dataDir, recordPath(dataDir, source), 3600);
+    const recentOrphan = await plantOrphan(dataDir, recordPath(dataDir, source), 0);
+    await rm(recordPath(dataDir, third));
+
+    const service = await startService({ dataDir, databaseUrl: database.url });
+    try {
+      await expect.poll(() => service.logs(), { timeout: 20_000 }).toContain('storage check finished');
+      expect(await exists(recordPath(dataDir, oldOrphan))).toBe(false);
+      expect(await exists(recordPath(dataDir, recentOrphan))).toBe(true);
+      // The row stays (a person decides), but it is logged by id.
+      expect(service.logs()).toMatch(new RegExp(`records whose MP3 file is missing.*${third}|${third}.*missing`));
+      const finished = service
+        .logs()
+        .split('\n')
+        .find((line) => line.includes('storage check finished'));
+      expect(JSON.parse(finished ?? '{}')).toMatchObject({ removedOrphanFiles: 1, rowsWithoutFile: 1, complete: true });
+    } finally {
+      await service.stop();
+    }
+  });
+});
