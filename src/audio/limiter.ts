@@ -1,4 +1,4 @@
-import { unavailable } from '../errors.js';
+import { type Problem, unavailable } from '../errors.js';
 
 export type Release = () => void;
 
@@ -25,18 +25,18 @@ export class ConversionLimiter {
     return this.waiting.length;
   }
 
+  /** Throws the 503 that `acquire` would, without taking anything: for a check before any other work. */
+  refuseIfFull(): void {
+    if (this.running >= this.slots && this.waiting.length >= this.queueSize) throw this.busy();
+  }
+
   /**
    * Takes a slot, waiting in the queue if needed. Throws 503 with Retry-After when the queue is full;
    * leaves the queue when `signal` aborts (the client went away).
    */
   async acquire(signal?: AbortSignal): Promise<Release> {
     if (this.running < this.slots) return this.grant();
-    if (this.waiting.length >= this.queueSize) {
-      throw unavailable(
-        'The service is converting as many recordings as it can; try again later.',
-        this.retryAfterSeconds(),
-      );
-    }
+    if (this.waiting.length >= this.queueSize) throw this.busy();
     return new Promise<Release>((resolve, reject) => {
       this.waiting.push(resolve);
       signal?.addEventListener(
@@ -55,6 +55,13 @@ export class ConversionLimiter {
   retryAfterSeconds(): number {
     const rounds = Math.ceil((this.waiting.length + 1) / this.slots);
     return Math.min(600, Math.max(1, Math.ceil(rounds * this.averageSeconds)));
+  }
+
+  private busy(): Problem {
+    return unavailable(
+      'The service is converting as many recordings as it can; try again later.',
+      this.retryAfterSeconds(),
+    );
   }
 
   private grant(): Release {

@@ -85,14 +85,13 @@ class AudioByteCounter {
 
   async *pass(head: Buffer, rest: AsyncIterator<Buffer>): AsyncGenerator<Buffer> {
     try {
-      this.totalBytes = head.length;
-      yield head;
-      for (;;) {
-        const next = await rest.next();
-        if (next.done === true) return;
-        this.totalBytes += next.value.length;
+      for (let chunk: Buffer | undefined = head; chunk !== undefined;) {
+        this.totalBytes += chunk.length;
+        // Without a declared size, the bytes received so far are all there is to judge the duration by.
         if (this.wav.declaredDataBytes === undefined) checkDuration(this.wav, this.dataBytes(), this.limits);
-        yield next.value;
+        yield chunk;
+        const next = await rest.next();
+        chunk = next.done === true ? undefined : next.value;
       }
     } finally {
       // Ends the upload stream too when the encoder stops early.

@@ -113,7 +113,8 @@ export class Transcoder {
     // the file — so bigger buffers here would only cost memory per upload.
     const feeding = pipeline(input, child.stdin).catch((error: unknown) => {
       // ffmpeg closing its stdin (EPIPE) is judged by its exit status below; any other error is the input's.
-      if (isBrokenPipe(error)) return undefined;
+      // So is the premature close that follows our own kill at the time limit.
+      if (timedOut || isBrokenPipe(error)) return undefined;
       child.kill('SIGKILL');
       return error instanceof Error ? error : new Error(String(error));
     });

@@ -37,3 +37,7 @@ export function isDatabaseUnavailable(error: unknown): boolean {
 export function isUniqueViolation(error: unknown): boolean {
   return causes(error).some((cause) => codeOf(cause) === '23505');
 }
+
+export function isForeignKeyViolation(error: unknown): boolean {
+  return causes(error).some((cause) => codeOf(cause) === '23503');
+}

@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyRequest } from 'fastify';
 import type { RecordRow } from '../../db/schema.js';
-import { notFound } from '../../errors.js';
+import { badRequest, notFound, unauthorized } from '../../errors.js';
+import { isForeignKeyViolation } from '../../db/errors.js';
 import { authenticate, presentedToken } from '../auth.js';
 import { checkUploadQuota, insertWithinQuota } from '../quota.js';
 import { DownloadQuery, MAX_TITLE_LENGTH, ProblemDetails, RecordMetadata, RecordUrl, UploadQuery } from '../schemas.js';
@@ -43,6 +44,8 @@ export const recordRoutes: FastifyPluginAsyncTypebox<{ services: Services; hidde
       },
     },
     async (request) => {
+      // A full service refuses at once, before the database or the body: the cheapest possible 503.
+      limiter.refuseIfFull();
       const userId = request.query.user_id.toLowerCase();
       await authenticate(users, userId, presentedToken(request, request.query.access_token));
       const queryTitle = cleanOptionalText(request.query.title, 'title', MAX_TITLE_LENGTH);
@@ -64,6 +67,8 @@ export const recordRoutes: FastifyPluginAsyncTypebox<{ services: Services; hidde
           });
         } catch (error) {
           await storage.remove(recordId);
+          // The account was deleted while its upload converted: the token no longer names a user.
+          if (isForeignKeyViolation(error)) throw unauthorized();
           throw error;
         }
       } finally {
@@ -117,7 +122,10 @@ export const recordRoutes: FastifyPluginAsyncTypebox<{ services: Services; hidde
       }
       const file = await storage.open(recordId);
       if (file === undefined) {
-        request.log.error({ recordId }, 'record row without its audio file');
+        // A delete may have removed row and file since the lookup; only a row still there is an inconsistency.
+        if ((await records.findOwned(recordId, userId)) !== undefined) {
+          request.log.error({ recordId }, 'record row without its audio file');
+        }
         throw notFound('No such record for this user.');
       }
       return sendFile(request, reply, {
@@ -156,7 +164,8 @@ function downloadNameOf(record: RecordRow): string {
 function abortSignalOf(request: FastifyRequest): AbortSignal {
   const controller = new AbortController();
   request.raw.once('close', () => {
-    if (!request.raw.complete) controller.abort(new Error('The client closed the connection.'));
+    if (!request.raw.complete)
+      controller.abort(badRequest('The client closed the connection before its upload started.'));
   });
   return controller.signal;
 }
