@@ -29,11 +29,13 @@ import {
 import {
   closeKeepAlive,
   createUser,
+  downloadLoad,
   PREFIX,
   simpleRequest,
   startLatencySampler,
   summarizeLatencies,
   uploadWav,
+  type DownloadLoad,
   type UploadResult,
   type User,
 } from './lib/http.js';
@@ -398,36 +400,22 @@ async function downloadsUnderLoad(service: Service): Promise<void> {
     const wasReset = await resetPeak(service.pid);
     const memory = startMemorySampler(service.pid, wasReset);
     const rangeBytes = 256 * 1024;
-    const summary = await cannon({
-      url: service.url,
-      connections: 16,
-      duration: sizes.loadSeconds,
-      requests: [
-        {
-          method: 'GET',
-          setupRequest: (request) => {
-            if (!withRange) return { ...request, path };
-            // A player seeking: one 256 KiB range at a random place.
-            const start = Math.floor(Math.random() * Math.max(1, size - rangeBytes));
-            return {
-              ...request,
-              path,
-              headers: { ...request.headers, range: `bytes=${start}-${start + rangeBytes - 1}` },
-            };
-          },
-        },
-      ],
+    const summary = await downloadLoad(service.url, path, 16, sizes.loadSeconds, (): Record<string, string> => {
+      if (!withRange) return {};
+      // A player seeking: one 256 KiB range at a random place.
+      const start = Math.floor(Math.random() * Math.max(1, size - rangeBytes));
+      return { range: `bytes=${start}-${start + rangeBytes - 1}` };
     });
     const peak = await memory.stop();
     return { summary, growthKiB: peak.peakKiB - idle.rssKiB };
   };
   const whole = await runLoad(false);
   const ranged = await runLoad(true);
-  const expected = (code: string) => (summary: CannonSummary) =>
+  const expected = (code: string) => (summary: DownloadLoad) =>
     summary.errors === 0 && summary.statuses.split(' ').every((entry) => entry.startsWith(`${code}×`));
   record({
     id: 7,
-    measurement: `GET of a ${(size / 1e6).toFixed(1)} MB MP3, 16 connections, ${sizes.loadSeconds} s; then 256 KiB Range requests`,
+    measurement: `GET of a ${(size / 1e6).toFixed(1)} MB MP3, 16 connections, ${sizes.loadSeconds} s (node:http client); then 256 KiB Range requests`,
     service: `${whole.summary.mbPerSecond.toFixed(0)} MB/s (${whole.summary.requestsPerSecond.toFixed(1)} req/s); ranges: ${ranged.summary.mbPerSecond.toFixed(0)} MB/s (${ranged.summary.requestsPerSecond.toFixed(0)} req/s)`,
     baseline: `server RSS growth: ${mib(whole.growthKiB)} whole, ${mib(ranged.growthKiB)} ranges`,
     result: `${whole.summary.statuses}; ranges ${ranged.summary.statuses}`,

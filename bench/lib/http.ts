@@ -254,3 +254,69 @@ export function startLatencySampler(baseUrl: string, tag: string, intervalMs: nu
 export function summarizeLatencies(latencies: readonly number[]) {
   return { count: latencies.length, p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
 }
+
+export interface DownloadLoad {
+  readonly requestsPerSecond: number;
+  readonly mbPerSecond: number;
+  readonly p99: number;
+  /** e.g. "200×120" */
+  readonly statuses: string;
+  readonly errors: number;
+}
+
+/**
+ * Downloads `path` over `connections` kept-alive connections for `seconds`, discarding the bodies.
+ * Node's own HTTP client (llhttp) rather than autocannon, whose JavaScript parser, not the server,
+ * was the limit for multi-megabyte bodies.
+ */
+export async function downloadLoad(
+  baseUrl: string,
+  path: string,
+  connections: number,
+  seconds: number,
+  headersFor: () => Record<string, string> = () => ({}),
+): Promise<DownloadLoad> {
+  const agent = new Agent({ keepAlive: true, maxSockets: connections });
+  const url = new URL(path, baseUrl);
+  const latencies: number[] = [];
+  const statuses = new Map<number, number>();
+  let bytes = 0;
+  let errors = 0;
+  const startedAt = now();
+  const deadline = startedAt + seconds * 1000;
+  const once = () =>
+    new Promise<void>((resolve) => {
+      const sentAt = now();
+      const request = httpRequest(url, { agent, headers: headersFor() }, (response) => {
+        response.on('data', (chunk: Buffer) => (bytes += chunk.length));
+        response.once('end', () => {
+          latencies.push(now() - sentAt);
+          statuses.set(response.statusCode ?? 0, (statuses.get(response.statusCode ?? 0) ?? 0) + 1);
+          resolve();
+        });
+        response.once('error', () => {
+          errors += 1;
+          resolve();
+        });
+      });
+      request.once('error', () => {
+        errors += 1;
+        resolve();
+      });
+      request.end();
+    });
+  await Promise.all(
+    Array.from({ length: connections }, async () => {
+      while (now() < deadline) await once();
+    }),
+  );
+  agent.destroy();
+  const elapsed = (now() - startedAt) / 1000;
+  return {
+    requestsPerSecond: latencies.length / elapsed,
+    mbPerSecond: bytes / 1e6 / elapsed,
+    p99: Math.round(percentile(latencies, 99)),
+    statuses: [...statuses].map(([code, count]) => `${code}×${count}`).join(' '),
+    errors,
+  };
+}
