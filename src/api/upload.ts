@@ -16,7 +16,7 @@ export interface ReceivedRecording {
 export interface UploadLimits {
   readonly maxUploadBytes: number;
   /** An upload that sends nothing for this long while its body is read is cut with 408. */
-  readonly uploadIdleTimeoutMs?: number;
+  readonly uploadIdleTimeoutMs: number;
 }
 
 const FILE_FIELD = 'file';
@@ -38,8 +38,7 @@ export async function receiveRecording(
   let converted: ConvertedRecording | undefined;
   let originalFilename: string | null = null;
   let titleField: string | null = null;
-  const stopIdleTimer =
-    limits.uploadIdleTimeoutMs === undefined ? () => {} : cutWhenIdle(request, limits.uploadIdleTimeoutMs);
+  const stopIdleTimer = cutWhenIdle(request, limits.uploadIdleTimeoutMs);
   try {
     const parts = asClientErrors(() =>
       request.parts({
