@@ -1,10 +1,7 @@
-import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { loadConfig } from './config.js';
-import { openDatabase } from './db/client.js';
-import { RecordRepository } from './db/records.js';
-import { checkStorage, isConsistent, type StorageReport } from './storage/check.js';
-import { LocalStorage } from './storage/local.js';
+import { loadConfigFromProcess } from './config.js';
+import { createServices } from './container.js';
+import { checkStorage, isConsistent, type StorageReport } from './services/storage-check.js';
 
 const USAGE = `Usage: npm run check-storage -- [--repair] [--min-age SECONDS] [--json]
 
@@ -30,16 +27,14 @@ async function main(): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  if (existsSync('.env')) process.loadEnvFile('.env');
-  const config = loadConfig();
+  const config = loadConfigFromProcess();
   const minAge = values['min-age'];
   if (minAge !== undefined && !/^\d+$/.test(minAge)) throw new Error('--min-age takes a number of seconds');
   const orphanMinAgeMs = minAge === undefined ? config.storageCheck.orphanMinAgeMs : Number(minAge) * 1000;
 
-  const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolSize: 2 });
+  const services = await createServices(config);
   try {
-    const storage = new LocalStorage(config.dataDir);
-    const report = await checkStorage(new RecordRepository(database.db), storage, {
+    const report = await checkStorage(services.records, services.blobs, {
       removeOrphanFiles: values.repair,
       removeRowsWithoutFile: values.repair,
       orphanMinAgeMs,
@@ -48,7 +43,7 @@ async function main(): Promise<number> {
     console.log(values.json ? JSON.stringify(report, null, 2) : describe(report, values.repair));
     return isConsistent(report) || values.repair ? 0 : 1;
   } finally {
-    await database.close();
+    await services.close();
   }
 }
 

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { Type, type Static } from 'typebox';
@@ -35,7 +36,7 @@ const EnvSchema = Type.Object({
   MAX_RECORDS_PER_USER: Type.Optional(Integer({ minimum: 1 })),
 });
 
-export type Env = Static<typeof EnvSchema>;
+type Env = Static<typeof EnvSchema>;
 
 export interface EncodingConfig {
   /** LAME VBR quality (0 best … 9 smallest); ignored when `bitrateKbps` is set. */
@@ -46,7 +47,7 @@ export interface EncodingConfig {
   readonly compressionLevel: number | undefined;
 }
 
-export interface QuotaConfig {
+interface QuotaConfig {
   /** Most MP3 bytes one user may store; unset means unlimited. */
   readonly maxBytesPerUser: number | undefined;
   /** Most records one user may keep; unset means unlimited. */
@@ -78,14 +79,14 @@ export interface Config {
   readonly quota: QuotaConfig;
 }
 
-export interface StorageCheckConfig {
+interface StorageCheckConfig {
   /** Compare rows with files in the background at start-up, removing old orphan files. */
   readonly onStart: boolean;
   /** Files younger than this are never called orphans: their upload may still be inserting its row. */
   readonly orphanMinAgeMs: number;
 }
 
-export interface RateLimitConfig {
+interface RateLimitConfig {
   readonly windowMs: number;
   /** Failed authentications one client may make per window before it gets 429; 0 turns this off. */
   readonly authFailures: number;
@@ -95,6 +96,12 @@ export interface RateLimitConfig {
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
+}
+
+/** The configuration of an entry point: `.env` in the working folder (if any) under the process environment. */
+export function loadConfigFromProcess(): Config {
+  if (existsSync('.env')) process.loadEnvFile('.env');
+  return loadConfig(process.env);
 }
 
 /** Reads and validates the environment once; every problem is reported together, by variable name. */

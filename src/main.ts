@@ -1,12 +1,11 @@
-import { existsSync } from 'node:fs';
 import closeWithGrace from 'close-with-grace';
-import { buildApp } from './app.js';
-import { ConfigError, loadConfig } from './config.js';
+import { ConfigError, loadConfigFromProcess } from './config.js';
+import { createServices } from './container.js';
+import { buildApp } from './http/app.js';
 
 async function main(): Promise<void> {
-  if (existsSync('.env')) process.loadEnvFile('.env');
-  const config = loadConfig();
-  const app = await buildApp(config);
+  const config = loadConfigFromProcess();
+  const app = await buildApp(await createServices(config));
 
   // SIGTERM/SIGINT: stop accepting, let in-flight uploads finish within the grace time, then close the database.
   closeWithGrace({ delay: config.shutdownGraceMs }, async ({ signal, err }) => {

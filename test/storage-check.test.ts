@@ -2,10 +2,9 @@ import { copyFile, mkdir, mkdtemp, rm, stat, utimes, writeFile } from 'node:fs/p
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openDatabase } from '../src/db/client.js';
-import { RecordRepository } from '../src/db/records.js';
-import { checkStorage, isConsistent } from '../src/storage/check.js';
-import { LocalStorage } from '../src/storage/local.js';
+import { loadConfig } from '../src/config.js';
+import { createServices } from '../src/container.js';
+import { checkStorage, isConsistent } from '../src/services/storage-check.js';
 import { createUser, upload } from './helpers/client.js';
 import { filesOnDisk, runCheckStorage } from './helpers/process.js';
 import { createTestDatabase, databaseKinds, startService, type TestDatabase } from './helpers/service.js';
@@ -98,10 +97,16 @@ describe.each(databaseKinds)('check-storage (%s)', (kind) => {
     expect(await exists(recordPath(dataDir, oldOrphan))).toBe(true);
 
     // Repair, in process (the same function the command runs).
-    const handle = await openDatabase({ databaseUrl: database.url, dataDir, poolSize: 1 });
+    const services = await createServices(
+      loadConfig({
+        DATA_DIR: dataDir,
+        LOG_LEVEL: 'silent',
+        ...(database.url === undefined ? {} : { DATABASE_URL: database.url }),
+      }),
+    );
     try {
-      const repository = new RecordRepository(handle.db);
-      const storage = new LocalStorage(dataDir);
+      const repository = services.records;
+      const storage = services.blobs;
       const repair = { removeOrphanFiles: true, removeRowsWithoutFile: true, orphanMinAgeMs: 600_000 };
       const repaired = await checkStorage(repository, storage, repair);
       expect(repaired).toMatchObject({ removedRows: 1, removedFiles: 1, recentUnreferencedFiles: 1 });
@@ -119,7 +124,7 @@ describe.each(databaseKinds)('check-storage (%s)', (kind) => {
       await checkStorage(repository, storage, { ...repair, orphanMinAgeMs: 0 });
       expect(await exists(recordPath(dataDir, recentOrphan))).toBe(false);
     } finally {
-      await handle.close();
+      await services.close();
     }
     await rm(join(dataDir, 'records', kept.slice(0, 2), 'notes.txt'));
 

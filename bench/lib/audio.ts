@@ -2,8 +2,9 @@ import { spawn } from 'node:child_process';
 import { stat } from 'node:fs/promises';
 import { setPriority } from 'node:os';
 import { Readable } from 'node:stream';
-import { ENCODER_NICENESS, ffmpegArguments, type Mp3Target } from '../../src/audio/transcoder.js';
 import type { EncodingConfig } from '../../src/config.js';
+import { mp3Output, type AudioShape } from '../../src/media/outputs.js';
+import { ENCODER_NICENESS, ffmpegArguments } from '../../src/media/transcoder.js';
 import { now } from './stats.js';
 
 export const SAMPLE_RATE = 44_100;
@@ -12,7 +13,7 @@ export const BYTES_PER_SECOND = SAMPLE_RATE * CHANNELS * 2;
 const HEADER_BYTES = 44;
 
 /** What every benchmark WAV converts to: 44.1 kHz stereo in, 44.1 kHz stereo MP3 out. */
-export const TARGET: Mp3Target = { sampleRate: SAMPLE_RATE, channels: CHANNELS };
+const TARGET: AudioShape = { sampleRate: SAMPLE_RATE, channels: CHANNELS };
 
 export function wavBytesFor(seconds: number): number {
   return HEADER_BYTES + Math.round(seconds * SAMPLE_RATE) * CHANNELS * 2;
@@ -130,7 +131,7 @@ function noisyPattern(frames: number): Buffer {
  * output muxer and flags — is the same.
  */
 export function bareFfmpegArguments(encoding: EncodingConfig, wavPath: string, outputPath: string): string[] {
-  const args = ffmpegArguments(encoding, TARGET, outputPath);
+  const args = ffmpegArguments({ input: { demuxer: 'wav' }, output: mp3Output(encoding), shape: TARGET }, outputPath);
   const input = args.indexOf('pipe:0');
   const whitelist = args.indexOf('-protocol_whitelist');
   if (input === -1 || whitelist === -1) throw new Error('ffmpegArguments changed shape: no pipe:0 input to replace');

@@ -1,6 +1,6 @@
 import { and, count, desc, eq, gte, ilike, inArray, lte, sql, type SQL } from 'drizzle-orm';
 import type { Database } from './client.js';
-import { records, users, type NewRecordRow, type RecordRow } from './schema.js';
+import { records, users, type NewRecordRow, type RecordRow, type StoredAudioRef } from './schema.js';
 
 export class RecordRepository {
   constructor(private readonly db: Database) {}
@@ -65,13 +65,13 @@ export class RecordRepository {
     return row;
   }
 
-  /** Deletes the user's record (one statement, its own transaction); false when there was none. */
-  async deleteOwned(recordId: string, userId: string): Promise<boolean> {
-    const deleted = await this.db
+  /** Deletes the user's record (one statement, its own transaction); undefined when there was none. */
+  async deleteOwned(recordId: string, userId: string): Promise<StoredAudioRef | undefined> {
+    const [deleted] = await this.db
       .delete(records)
       .where(and(eq(records.recordId, recordId), eq(records.userId, userId)))
-      .returning({ recordId: records.recordId });
-    return deleted.length > 0;
+      .returning({ recordId: records.recordId, format: records.format });
+    return deleted;
   }
 
   async usageOf(userId: string): Promise<Usage> {
@@ -79,27 +79,25 @@ export class RecordRepository {
   }
 
   /**
-   * Inserts the record unless it would take its owner past `quota`, in one transaction that first locks
-   * the owner's row: concurrent uploads of one user are judged one after the other, never both on the
-   * same old usage. Throws QuotaExceededError (and inserts nothing) when over.
+   * Inserts the record after `admit` has seen its owner's usage, in one transaction that first locks the
+   * owner's row: concurrent uploads of one user are judged one after the other, never both on the same
+   * old usage. Whatever `admit` throws aborts the insert.
    */
-  async insertWithinQuota(record: NewRecordRow, quota: QuotaLimits): Promise<RecordRow> {
+  async insertAdmitted(record: NewRecordRow, admit: (usage: Usage) => void): Promise<RecordRow> {
     return this.db.transaction(async (tx) => {
       await tx.select({ id: users.id }).from(users).where(eq(users.id, record.userId)).for('update');
-      const usage = await usageIn(tx, record.userId);
-      const exceeded = exceededLimit(usage, quota, { records: 1, bytes: record.sizeBytes });
-      if (exceeded !== undefined) throw new QuotaExceededError(exceeded, usage, quota);
+      admit(await usageIn(tx, record.userId));
       const [row] = await tx.insert(records).values(record).returning();
       if (row === undefined) throw new Error('INSERT … RETURNING gave no row');
       return row;
     });
   }
 
-  /** Every record id whose first byte is `shard` (two hex digits), for comparing rows with stored files. */
-  async recordIdsInShard(shard: string): Promise<string[]> {
+  /** Every record whose id starts with `shard` (two hex digits), for comparing rows with stored audio. */
+  async inShard(shard: string): Promise<StoredAudioRef[]> {
     if (!/^[0-9a-f]{2}$/.test(shard)) throw new Error(`Not a shard: ${JSON.stringify(shard)}`);
-    const rows = await this.db
-      .select({ recordId: records.recordId })
+    return this.db
+      .select({ recordId: records.recordId, format: records.format })
       .from(records)
       .where(
         and(
@@ -107,7 +105,6 @@ export class RecordRepository {
           lte(records.recordId, `${shard}ffffff-ffff-ffff-ffff-ffffffffffff`),
         ),
       );
-    return rows.map((row) => row.recordId);
   }
 
   /** Which of `recordIds` have a row now. */
@@ -154,36 +151,6 @@ export interface RecordPage {
 export interface Usage {
   readonly recordCount: number;
   readonly totalBytes: number;
-}
-
-export interface QuotaLimits {
-  readonly maxRecords: number | undefined;
-  readonly maxBytes: number | undefined;
-}
-
-export type QuotaKind = 'records' | 'bytes';
-
-export class QuotaExceededError extends Error {
-  override name = 'QuotaExceededError';
-
-  constructor(
-    readonly kind: QuotaKind,
-    readonly usage: Usage,
-    readonly quota: QuotaLimits,
-  ) {
-    super(`${kind} quota exceeded`);
-  }
-}
-
-/** The limit that `usage` plus `adding` would pass, if any. */
-export function exceededLimit(
-  usage: Usage,
-  quota: QuotaLimits,
-  adding: { records: number; bytes: number },
-): QuotaKind | undefined {
-  if (quota.maxRecords !== undefined && usage.recordCount + adding.records > quota.maxRecords) return 'records';
-  if (quota.maxBytes !== undefined && usage.totalBytes + adding.bytes > quota.maxBytes) return 'bytes';
-  return undefined;
 }
 
 async function usageIn(db: Database, userId: string): Promise<Usage> {

@@ -32,6 +32,10 @@ export const records = pgTable(
     sampleRate: integer('sample_rate').notNull(),
     channels: smallint('channels').notNull(),
     bitrate: integer('bitrate').notNull(),
+    // The stored audio's format (also its file extension) and Content-Type; rows from before formats were
+    // chosen are MP3.
+    format: text('format').notNull().default('mp3'),
+    mimeType: text('mime_type').notNull().default('audio/mpeg'),
   },
   (table) => [index('records_user_created_idx').on(table.userId, table.createdAt.desc(), table.id.desc())],
 );
@@ -39,3 +43,5 @@ export const records = pgTable(
 export type UserRow = typeof users.$inferSelect;
 export type RecordRow = typeof records.$inferSelect;
 export type NewRecordRow = typeof records.$inferInsert;
+/** What locates a record's audio in the blob store. */
+export type StoredAudioRef = Pick<RecordRow, 'recordId' | 'format'>;

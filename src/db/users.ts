@@ -1,7 +1,7 @@
 import { and, eq } from 'drizzle-orm';
 import type { Database } from './client.js';
-import { records, users } from './schema.js';
-import { isUniqueViolation } from './errors.js';
+import { records, users, type StoredAudioRef } from './schema.js';
+import { isUniqueViolation } from './postgres-errors.js';
 
 export interface NewUser {
   readonly id: string;
@@ -9,19 +9,16 @@ export interface NewUser {
   readonly accessTokenHash: string;
 }
 
-export class UsernameTakenError extends Error {
-  override name = 'UsernameTakenError';
-}
-
 export class UserRepository {
   constructor(private readonly db: Database) {}
 
-  /** Throws UsernameTakenError when the name is taken, compared case-insensitively. */
-  async create(user: NewUser): Promise<void> {
+  /** False when the name is taken, compared case-insensitively. */
+  async create(user: NewUser): Promise<boolean> {
     try {
       await this.db.insert(users).values(user);
+      return true;
     } catch (error) {
-      if (isUniqueViolation(error)) throw new UsernameTakenError(user.username, { cause: error });
+      if (isUniqueViolation(error)) return false;
       throw error;
     }
   }
@@ -57,21 +54,21 @@ export class UserRepository {
   }
 
   /**
-   * Deletes the user and every record in one transaction and returns the deleted record ids (their files
-   * are the caller's to remove after the commit), or undefined when there is no such user. The user's row
+   * Deletes the user and every record in one transaction and returns the deleted records (their audio is
+   * the caller's to remove after the commit), or undefined when there is no such user. The user's row
    * is locked first, so an upload committing meanwhile either lands before (and is deleted here) or fails
    * its foreign key after.
    */
-  async deleteWithRecords(userId: string): Promise<string[] | undefined> {
+  async deleteWithRecords(userId: string): Promise<StoredAudioRef[] | undefined> {
     return this.db.transaction(async (tx) => {
       const [user] = await tx.select({ id: users.id }).from(users).where(eq(users.id, userId)).for('update');
       if (user === undefined) return undefined;
       const deleted = await tx
         .delete(records)
         .where(eq(records.userId, userId))
-        .returning({ recordId: records.recordId });
+        .returning({ recordId: records.recordId, format: records.format });
       await tx.delete(users).where(eq(users.id, userId));
-      return deleted.map((row) => row.recordId);
+      return deleted;
     });
   }
 }

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import postgres from 'postgres';
-import { buildApp } from '../../src/app.js';
+import { createServices } from '../../src/container.js';
+import { buildApp } from '../../src/http/app.js';
 import { loadConfig, type Config } from '../../src/config.js';
 
 export type DatabaseKind = 'pglite' | 'postgres';
@@ -76,7 +77,7 @@ export async function startService(options: TestServiceOptions = {}): Promise<Ru
       callback();
     },
   });
-  const app = await buildApp(config, { logStream });
+  const app = await buildApp(await createServices(config, { logStream }));
   await app.listen({ port: 0, host: '127.0.0.1' });
   const address = app.server.address();
   if (address === null || typeof address === 'string') throw new Error('no TCP address');

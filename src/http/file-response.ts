@@ -1,0 +1,111 @@
+import contentDisposition from 'content-disposition';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import parseRange from 'range-parser';
+import type { ByteRange, OpenedBlob } from '../storage/blob-store.js';
+import { problemDocument } from './problems.js';
+
+export interface FileResponse {
+  readonly file: OpenedBlob;
+  readonly contentType: string;
+  /** A strong validator: the bytes behind it never change. */
+  readonly etag: string;
+  readonly downloadName: string;
+}
+
+// Characters that some file systems or download dialogs refuse, replaced in the ASCII fallback name.
+const UNSAFE_IN_FILENAME = /[\\/:*?"<>|%]/g;
+
+/**
+ * Answers a GET for an immutable file with HTTP's conditional and range semantics: 304 for a fresh
+ * cache, 206 for one satisfiable range, 416 for an unsatisfiable one, else 200 with the whole file.
+ */
+export function sendFile(request: FastifyRequest, reply: FastifyReply, response: FileResponse): FastifyReply {
+  const { file } = response;
+  const lastModified = file.modifiedAt.toUTCString();
+  reply.headers({
+    'accept-ranges': 'bytes',
+    etag: response.etag,
+    'last-modified': lastModified,
+    'cache-control': 'no-cache',
+    'content-disposition': contentDisposition(response.downloadName, {
+      type: 'inline',
+      // Non-ASCII names go in filename* (RFC 6266 / 8187); filename keeps an ASCII-only stand-in.
+      fallback: /^[\x20-\x7e]*$/.test(response.downloadName) ? true : asciiFallback(response.downloadName),
+    }),
+  });
+
+  if (notModified(request, response.etag, file.modifiedAt)) {
+    void file.close();
+    return reply.code(304).send();
+  }
+
+  const range = requestedRange(request, response.etag, lastModified, file.sizeBytes);
+  if (range === 'unsatisfiable') {
+    void file.close();
+    return reply
+      .code(416)
+      .header('content-range', `bytes */${file.sizeBytes}`)
+      .type('application/problem+json')
+      .send(problemDocument(416, `The file has ${file.sizeBytes} bytes.`));
+  }
+
+  reply.type(response.contentType);
+  if (range === undefined) {
+    return reply.code(200).header('content-length', file.sizeBytes).send(file.stream());
+  }
+  return reply
+    .code(206)
+    .header('content-range', `bytes ${range.start}-${range.end}/${file.sizeBytes}`)
+    .header('content-length', range.end - range.start + 1)
+    .send(file.stream(range));
+}
+
+/**
+ * Evaluates If-None-Match, else If-Modified-Since, as an origin server must (RFC 9110 §13.2.2). Unlike the
+ * `fresh` package this ignores the request's `Cache-Control: no-cache`, which addresses caches, not the
+ * origin: fetch() adds it to every conditional request it is given.
+ */
+function notModified(request: FastifyRequest, etag: string, modifiedAt: Date): boolean {
+  const ifNoneMatch = request.headers['if-none-match'];
+  if (ifNoneMatch !== undefined) {
+    if (ifNoneMatch.trim() === '*') return true;
+    // Weak comparison: W/"x" matches "x".
+    const opaque = (tag: string) => tag.trim().replace(/^W\//, '');
+    return ifNoneMatch.split(',').some((tag) => opaque(tag) === opaque(etag));
+  }
+  const ifModifiedSince = request.headers['if-modified-since'];
+  if (ifModifiedSince === undefined) return false;
+  const since = Date.parse(ifModifiedSince);
+  // HTTP dates have whole seconds; the file's time is truncated the same way.
+  return !Number.isNaN(since) && Math.floor(modifiedAt.getTime() / 1000) * 1000 <= since;
+}
+
+/** The name with accents stripped and anything else outside printable ASCII replaced, for old clients. */
+function asciiFallback(name: string): string {
+  return name
+    .normalize('NFKD')
+    .replace(/\p{M}/gu, '')
+    .replace(/[^\x20-\x7e]/g, '_')
+    .replace(UNSAFE_IN_FILENAME, '_')
+    .replace(/_{2,}/g, '_');
+}
+
+/** One range to serve, or undefined for the whole file (no Range, a stale If-Range, or several ranges). */
+function requestedRange(
+  request: FastifyRequest,
+  etag: string,
+  lastModified: string,
+  size: number,
+): ByteRange | 'unsatisfiable' | undefined {
+  const header = request.headers.range;
+  if (header === undefined) return undefined;
+  const ifRange = request.headers['if-range'];
+  if (ifRange !== undefined && ifRange !== etag && ifRange !== lastModified) return undefined;
+
+  const ranges = parseRange(size, header, { combine: true });
+  if (ranges === -1) return 'unsatisfiable';
+  // Malformed headers are ignored (RFC 9110 §14.2), and so are multiple ranges: nobody plays audio that way.
+  if (ranges === -2 || ranges.type !== 'bytes' || ranges.length !== 1) return undefined;
+  const [range] = ranges;
+  return range;
+}

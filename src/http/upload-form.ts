@@ -1,0 +1,99 @@
+import type { FastifyRequest } from 'fastify';
+import { DomainError, InvalidInput, UploadTooLarge } from '../domain/errors.js';
+import { cleanTitle, MAX_TITLE_LENGTH, type AudioSink, type UploadSource } from '../services/recordings.js';
+import { cutWhenIdle } from './idle.js';
+
+export interface UploadFormLimits {
+  readonly maxUploadBytes: number;
+  /** An upload that sends nothing for this long while its body is read is cut. */
+  readonly uploadIdleTimeoutMs: number;
+}
+
+const FILE_FIELD = 'file';
+const TITLE_FIELD = 'title';
+
+/** The multipart/form-data body of an upload request, as the recording service reads uploads. */
+export function uploadForm(request: FastifyRequest, limits: UploadFormLimits): UploadSource {
+  return {
+    signal: abortSignalOf(request),
+    receive: (sink) => receiveForm(request, sink, limits),
+  };
+}
+
+async function receiveForm(
+  request: FastifyRequest,
+  sink: AudioSink,
+  limits: UploadFormLimits,
+): Promise<{ title: string | null }> {
+  if (!request.isMultipart()) {
+    throw new InvalidInput('Send the WAV as multipart/form-data with a "file" field.');
+  }
+  let title: string | null = null;
+  const stopIdleTimer = cutWhenIdle(request, limits.uploadIdleTimeoutMs);
+  try {
+    const parts = asClientErrors(() =>
+      request.parts({
+        limits: { fileSize: limits.maxUploadBytes, files: 1, fields: 8, parts: 16, fieldSize: 4096, headerPairs: 16 },
+      }),
+    );
+    for await (const part of parts) {
+      if (part.type === 'field') {
+        // Other fields are ignored, so only a cut-off title matters; it is an overlong parameter like any other.
+        if (part.fieldname === TITLE_FIELD) {
+          if (part.valueTruncated) throw new InvalidInput(`title must be at most ${MAX_TITLE_LENGTH} characters long.`);
+          title = cleanTitle(String(part.value));
+        }
+        continue;
+      }
+      if (part.fieldname !== FILE_FIELD) {
+        part.file.resume();
+        continue;
+      }
+      const { file } = part;
+      // Busboy ends a file quietly at the size limit; turn that into an error before the truncated tail converts.
+      file.once('limit', () => {
+        file.destroy(new UploadTooLarge(`The upload is larger than the limit of ${limits.maxUploadBytes} bytes.`));
+      });
+      await sink(
+        asClientErrors(() => file),
+        part.filename,
+      );
+    }
+  } finally {
+    stopIdleTimer();
+  }
+  return { title };
+}
+
+/**
+ * Passes `source` through, turning its own failures (a body that is not valid multipart, or that ends
+ * early) into InvalidInput: they are the client's doing, not the server's. Domain errors and the multipart
+ * plugin's own client errors (its limits) stay as they are.
+ */
+async function* asClientErrors<T>(source: () => AsyncIterable<T>): AsyncGenerator<T> {
+  try {
+    yield* source();
+  } catch (error) {
+    if (error instanceof DomainError || hasClientStatus(error)) throw error;
+    throw new InvalidInput('The multipart body is malformed or ends before its closing boundary.', { cause: error });
+  }
+}
+
+function hasClientStatus(error: unknown): boolean {
+  return (
+    error instanceof Error &&
+    'statusCode' in error &&
+    typeof error.statusCode === 'number' &&
+    error.statusCode >= 400 &&
+    error.statusCode < 500
+  );
+}
+
+function abortSignalOf(request: FastifyRequest): AbortSignal {
+  const controller = new AbortController();
+  request.raw.once('close', () => {
+    if (!request.raw.complete)
+      controller.abort(new InvalidInput('The client closed the connection before its upload started.'));
+  });
+  return controller.signal;
+}

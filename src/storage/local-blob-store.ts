@@ -1,0 +1,140 @@
+import { createWriteStream } from 'node:fs';
+import { copyFile, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { BlobInfo, BlobStore, ListedBlob, LocalFile, OpenedBlob } from './blob-store.js';
+import { isRecordKey } from './keys.js';
+import type { ScratchDirectory } from './scratch.js';
+
+/**
+ * Blobs as files under one folder, a key's path below it. A put makes the file durable (fsync) and moves it
+ * into place by an atomic rename on the same file system, then syncs the folder, so a reader never sees a
+ * partial file and a crash never leaves a renamed file that is not on disk.
+ */
+export class LocalBlobStore implements BlobStore {
+  constructor(
+    private readonly root: string,
+    private readonly scratch: ScratchDirectory,
+  ) {}
+
+  async init(): Promise<void> {
+    await mkdir(this.root, { recursive: true });
+  }
+
+  async put(key: string, source: LocalFile | Readable): Promise<BlobInfo> {
+    const finalPath = this.pathOf(key);
+    if (source instanceof Readable) {
+      const scratchPath = this.scratch.newPath();
+      try {
+        await pipeline(source, createWriteStream(scratchPath));
+        return await this.moveIntoPlace(scratchPath, finalPath);
+      } finally {
+        await this.scratch.discard(scratchPath);
+      }
+    }
+    return this.moveIntoPlace(source.path, finalPath);
+  }
+
+  async delete(key: string): Promise<void> {
+    await rm(this.pathOf(key), { force: true });
+  }
+
+  async stat(key: string): Promise<BlobInfo | undefined> {
+    try {
+      const info = await stat(this.pathOf(key));
+      return { sizeBytes: info.size, modifiedAt: info.mtime };
+    } catch (error) {
+      if (isNotFound(error)) return undefined;
+      throw error;
+    }
+  }
+
+  async open(key: string): Promise<OpenedBlob | undefined> {
+    let file;
+    try {
+      file = await open(this.pathOf(key), 'r');
+    } catch (error) {
+      if (isNotFound(error)) return undefined;
+      throw error;
+    }
+    const info = await file.stat();
+    return {
+      sizeBytes: info.size,
+      modifiedAt: info.mtime,
+      stream: (range) => file.createReadStream({ ...range, autoClose: true }),
+      close: () => file.close(),
+    };
+  }
+
+  /** Lists the folder the prefix names (keys are one folder deep); an absent folder is empty. */
+  async *list(prefix: string): AsyncIterable<ListedBlob> {
+    const slash = prefix.lastIndexOf('/');
+    const folder = prefix.slice(0, slash + 1);
+    const namePrefix = prefix.slice(slash + 1);
+    if (folder.split('/').some((segment) => segment === '..' || segment === '.')) {
+      throw new Error(`Not a listable prefix: ${JSON.stringify(prefix)}`);
+    }
+    const directory = join(this.root, folder);
+    let names: string[];
+    try {
+      names = await readdir(directory);
+    } catch (error) {
+      if (isNotFound(error)) return;
+      throw error;
+    }
+    for (const name of names.filter((entry) => entry.startsWith(namePrefix)).sort()) {
+      let info;
+      try {
+        info = await stat(join(directory, name));
+      } catch (error) {
+        if (isNotFound(error)) continue; // removed meanwhile
+        throw error;
+      }
+      // A folder is never a blob: its trailing slash keeps it from passing for one, so it is listed as a stray.
+      yield { key: `${folder}${name}${info.isFile() ? '' : '/'}`, modifiedAt: info.mtime };
+    }
+  }
+
+  private async moveIntoPlace(sourcePath: string, finalPath: string): Promise<BlobInfo> {
+    const file = await open(sourcePath, 'r+');
+    try {
+      await file.sync();
+    } finally {
+      await file.close();
+    }
+    const folder = dirname(finalPath);
+    await mkdir(folder, { recursive: true });
+    try {
+      await rename(sourcePath, finalPath);
+    } catch (error) {
+      // A scratch folder on another file system (a separate volume) cannot be renamed from: copy instead.
+      if (!(error instanceof Error && 'code' in error && error.code === 'EXDEV')) throw error;
+      const copying = `${finalPath}.${process.pid}.copying`;
+      await copyFile(sourcePath, copying);
+      await syncFile(copying);
+      await rename(copying, finalPath);
+    }
+    await syncFile(folder);
+    const info = await stat(finalPath);
+    return { sizeBytes: info.size, modifiedAt: info.mtime };
+  }
+
+  private pathOf(key: string): string {
+    if (!isRecordKey(key)) throw new Error(`Not a blob key: ${JSON.stringify(key)}`);
+    return join(this.root, key);
+  }
+}
+
+async function syncFile(path: string): Promise<void> {
+  const handle = await open(path, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+function isNotFound(error: unknown): boolean {
+  return error instanceof Error && 'code' in error && error.code === 'ENOENT';
+}
