@@ -1,7 +1,11 @@
 # syntax=docker/dockerfile:1
 
+# Node.js 26, the active LTS, on Debian 13 "trixie" (ffmpeg 7.1), for both stages. The service supports
+# Node.js >= 20.12 (package.json "engines"); CI runs the tests on Node.js 20.
+ARG NODE_IMAGE=node:26-trixie-slim
+
 # Build stage: the same `npm ci` and `npm run build` that CI runs.
-FROM node:22-bookworm-slim AS build
+FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci
@@ -9,8 +13,9 @@ COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN npm run build
 
-# Runtime stage: production dependencies, the compiled service, its migrations and ffmpeg.
-FROM node:22-bookworm-slim AS runtime
+# Runtime stage: production dependencies, the compiled service, its migrations and ffmpeg. No dev
+# dependencies and no sources: the tools run as `node dist/migrate.js` and `node dist/check-storage.js`.
+FROM ${NODE_IMAGE} AS runtime
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ffmpeg \
  && rm -rf /var/lib/apt/lists/*
@@ -23,6 +28,7 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts && npm cache clean --force
 COPY --from=build /app/dist ./dist
 COPY drizzle ./drizzle
+# The image's user `node` (uid 1000) owns /data; a fresh volume mounted there inherits that owner.
 RUN mkdir -p /data && chown node:node /data
 USER node
 VOLUME ["/data"]

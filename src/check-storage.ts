@@ -1,19 +1,19 @@
 import { parseArgs } from 'node:util';
-import { loadConfigFromProcess } from './config.js';
+import { loadConfigFromProcess, MIN_ORPHAN_AGE_SECONDS } from './config.js';
 import { createServices } from './container.js';
 import { checkStorage, isConsistent, type StorageReport } from './services/storage-check.js';
 
-const USAGE = `Usage: npm run check-storage -- [--repair] [--min-age SECONDS] [--json]
+const USAGE = `Usage: node dist/check-storage.js [--repair] [--min-age SECONDS] [--json]   (or npm run check-storage -- …)
 
 Compares the records table with the MP3 files under DATA_DIR/records (same environment as the service).
   --repair         delete orphan files and the rows whose file is missing
-  --min-age N      files younger than N seconds are never orphans (default STORAGE_ORPHAN_AGE_SECONDS);
-                   keep it above the longest upload when the service is running
+  --min-age N      files younger than N seconds are never orphans (default STORAGE_ORPHAN_AGE_SECONDS,
+                   at least ${MIN_ORPHAN_AGE_SECONDS}: a younger file may be an upload about to insert its row)
   --json           print the report as JSON
 Exit status: 0 consistent (or repaired), 1 problems found and not repaired, 2 the check failed.
 With the embedded PGlite database (no DATABASE_URL), stop the service first: PGlite allows one process.`;
 
-/** `npm run check-storage`: reports, and with --repair fixes, rows without files and files without rows. */
+/** `node dist/check-storage.js`: reports, and with --repair fixes, rows without files and files without rows. */
 async function main(): Promise<number> {
   const { values } = parseArgs({
     options: {
@@ -29,7 +29,9 @@ async function main(): Promise<number> {
   }
   const config = loadConfigFromProcess();
   const minAge = values['min-age'];
-  if (minAge !== undefined && !/^\d+$/.test(minAge)) throw new Error('--min-age takes a number of seconds');
+  if (minAge !== undefined && (!/^\d+$/.test(minAge) || Number(minAge) < MIN_ORPHAN_AGE_SECONDS)) {
+    throw new Error(`--min-age takes a number of seconds, at least ${MIN_ORPHAN_AGE_SECONDS}`);
+  }
   const orphanMinAgeMs = minAge === undefined ? config.storageCheck.orphanMinAgeMs : Number(minAge) * 1000;
 
   const services = await createServices(config);

@@ -4,6 +4,12 @@ import { resolve } from 'node:path';
 import { Type, type Static } from 'typebox';
 import { Value } from 'typebox/value';
 
+/**
+ * Audio without a row is only deleted once it is at least this old: an upload stores its audio a moment
+ * before it inserts the row, and a younger orphan may be one of those.
+ */
+export const MIN_ORPHAN_AGE_SECONDS = 60;
+
 const Integer = (options: { minimum: number; maximum?: number; default?: number }) => Type.Integer(options);
 
 /** The environment the service reads, with its defaults. `.env.example` documents each variable. */
@@ -13,7 +19,12 @@ const EnvSchema = Type.Object({
   DATABASE_URL: Type.Optional(Type.String({ pattern: '^postgres(ql)?://' })),
   DATA_DIR: Type.String({ minLength: 1, default: './data' }),
   PUBLIC_URL: Type.Optional(Type.String({ pattern: '^https?://[^/?#]+(/[^?#]*)?$' })),
-  TRUST_PROXY: Type.Boolean({ default: false }),
+  // false, true (every hop: only when nothing but the proxy can reach the service), a hop count, or
+  // comma-separated addresses and CIDRs of the proxies.
+  TRUST_PROXY: Type.String({
+    pattern: '^(false|true|\\d{1,2}|[0-9a-fA-F.:/]+(\\s*,\\s*[0-9a-fA-F.:/]+)*)$',
+    default: 'false',
+  }),
   LOG_LEVEL: Type.Enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { default: 'info' }),
   MAX_UPLOAD_BYTES: Integer({ minimum: 1024, default: 2 * 1024 ** 3 }),
   MAX_DURATION_SECONDS: Integer({ minimum: 1, default: 6 * 3600 }),
@@ -24,10 +35,20 @@ const EnvSchema = Type.Object({
   CONVERT_QUEUE_SIZE: Integer({ minimum: 0, maximum: 10_000, default: 16 }),
   CONVERT_TIMEOUT_SECONDS: Integer({ minimum: 1, default: 1800 }),
   UPLOAD_IDLE_TIMEOUT_SECONDS: Integer({ minimum: 1, default: 30 }),
+  UPLOAD_MIN_BYTES_PER_SECOND: Integer({ minimum: 0, default: 1024 }),
+  UPLOAD_RATE_WINDOW_SECONDS: Integer({ minimum: 1, default: 30 }),
+  MAX_UPLOADS_PER_USER: Type.Optional(Integer({ minimum: 1 })),
+  MAX_UPLOADS_PER_ADDRESS: Type.Optional(Integer({ minimum: 1 })),
+  REQUEST_BODY_TIMEOUT_SECONDS: Integer({ minimum: 1, default: 30 }),
+  RESPONSE_IDLE_TIMEOUT_SECONDS: Integer({ minimum: 1, default: 60 }),
+  MAX_CONNECTIONS: Integer({ minimum: 1, default: 10_000 }),
+  MAX_CONNECTIONS_PER_ADDRESS: Integer({ minimum: 0, default: 256 }),
+  MIN_FREE_DISK_BYTES: Integer({ minimum: 0, default: 1024 ** 3 }),
+  FFMPEG_MAX_MEMORY_BYTES: Integer({ minimum: 256 * 1024 ** 2, default: 1024 ** 3 }),
   SHUTDOWN_GRACE_SECONDS: Integer({ minimum: 0, default: 30 }),
   FFMPEG_PATH: Type.String({ minLength: 1, default: 'ffmpeg' }),
   STORAGE_CHECK_ON_START: Type.Boolean({ default: true }),
-  STORAGE_ORPHAN_AGE_SECONDS: Integer({ minimum: 0, default: 600 }),
+  STORAGE_ORPHAN_AGE_SECONDS: Integer({ minimum: MIN_ORPHAN_AGE_SECONDS, default: 600 }),
   CORS_ORIGINS: Type.Optional(Type.String({ pattern: '^(\\*|https?://[^/?#,\\s]+(,\\s*https?://[^/?#,\\s]+)*)$' })),
   RATE_LIMIT_WINDOW_SECONDS: Integer({ minimum: 1, default: 60 }),
   RATE_LIMIT_AUTH_FAILURES: Integer({ minimum: 0, default: 100 }),
@@ -61,7 +82,8 @@ export interface Config {
   readonly databaseUrl: string | undefined;
   readonly dataDir: string;
   readonly publicUrl: string | undefined;
-  readonly trustProxy: boolean;
+  /** Fastify's trustProxy: false, true, a hop count, or the proxies' addresses and CIDRs. */
+  readonly trustProxy: boolean | number | string;
   readonly logLevel: string;
   readonly maxUploadBytes: number;
   readonly maxDurationSeconds: number;
@@ -70,6 +92,20 @@ export interface Config {
   readonly convertQueueSize: number;
   readonly convertTimeoutMs: number;
   readonly uploadIdleTimeoutMs: number;
+  readonly uploadMinBytesPerSecond: number;
+  readonly uploadRateWindowMs: number;
+  /** Uploads one user, and one client address, may have converting or queued at once. */
+  readonly maxUploadsPerUser: number;
+  readonly maxUploadsPerAddress: number;
+  /** How long a request other than an upload may take to send its body. */
+  readonly requestBodyTimeoutMs: number;
+  /** How long a response (a download) may wait for its client to read. */
+  readonly responseIdleTimeoutMs: number;
+  readonly maxConnections: number;
+  /** 0: no per-address cap. */
+  readonly maxConnectionsPerAddress: number;
+  readonly minFreeDiskBytes: number;
+  readonly ffmpegMaxMemoryBytes: number;
   readonly shutdownGraceMs: number;
   readonly ffmpegPath: string;
   readonly storageCheck: StorageCheckConfig;
@@ -130,7 +166,7 @@ function configFromEnv(env: Env): Config {
     databaseUrl: env.DATABASE_URL,
     dataDir: resolve(env.DATA_DIR),
     publicUrl: env.PUBLIC_URL?.replace(/\/+$/, ''),
-    trustProxy: env.TRUST_PROXY,
+    trustProxy: trustProxyOf(env.TRUST_PROXY),
     logLevel: env.LOG_LEVEL,
     maxUploadBytes: env.MAX_UPLOAD_BYTES,
     maxDurationSeconds: env.MAX_DURATION_SECONDS,
@@ -143,6 +179,17 @@ function configFromEnv(env: Env): Config {
     convertQueueSize: env.CONVERT_QUEUE_SIZE,
     convertTimeoutMs: env.CONVERT_TIMEOUT_SECONDS * 1000,
     uploadIdleTimeoutMs: env.UPLOAD_IDLE_TIMEOUT_SECONDS * 1000,
+    uploadMinBytesPerSecond: env.UPLOAD_MIN_BYTES_PER_SECOND,
+    uploadRateWindowMs: env.UPLOAD_RATE_WINDOW_SECONDS * 1000,
+    // By default one client may fill every slot and queue place, but no more.
+    maxUploadsPerUser: env.MAX_UPLOADS_PER_USER ?? env.CONVERT_CONCURRENCY + env.CONVERT_QUEUE_SIZE,
+    maxUploadsPerAddress: env.MAX_UPLOADS_PER_ADDRESS ?? env.CONVERT_CONCURRENCY + env.CONVERT_QUEUE_SIZE,
+    requestBodyTimeoutMs: env.REQUEST_BODY_TIMEOUT_SECONDS * 1000,
+    responseIdleTimeoutMs: env.RESPONSE_IDLE_TIMEOUT_SECONDS * 1000,
+    maxConnections: env.MAX_CONNECTIONS,
+    maxConnectionsPerAddress: env.MAX_CONNECTIONS_PER_ADDRESS,
+    minFreeDiskBytes: env.MIN_FREE_DISK_BYTES,
+    ffmpegMaxMemoryBytes: env.FFMPEG_MAX_MEMORY_BYTES,
     shutdownGraceMs: env.SHUTDOWN_GRACE_SECONDS * 1000,
     ffmpegPath: env.FFMPEG_PATH,
     storageCheck: Object.freeze({
@@ -162,4 +209,14 @@ function configFromEnv(env: Env): Config {
     }),
     quota: Object.freeze({ maxBytesPerUser: env.MAX_BYTES_PER_USER, maxRecordsPerUser: env.MAX_RECORDS_PER_USER }),
   });
+}
+
+function trustProxyOf(value: string): boolean | number | string {
+  if (value === 'false') return false;
+  if (value === 'true') return true;
+  if (/^\d+$/.test(value)) return Number(value);
+  return value
+    .split(',')
+    .map((address) => address.trim())
+    .join(',');
 }

@@ -6,13 +6,14 @@ import { RecordRepository } from './db/records.js';
 import { UserRepository } from './db/users.js';
 import { createLogger } from './logger.js';
 import { Converter } from './media/converter.js';
-import { checkFfmpeg } from './media/ffmpeg-check.js';
+import { checkFfmpeg, findExecutable } from './media/ffmpeg-check.js';
 import { ConversionLimiter } from './media/limiter.js';
 import { mp3Output } from './media/outputs.js';
 import { Transcoder } from './media/transcoder.js';
 import { AccountService } from './services/accounts.js';
 import { Quota } from './services/quota.js';
 import { RecordingService } from './services/recordings.js';
+import { UploadCaps } from './services/upload-caps.js';
 import type { BlobStore } from './storage/blob-store.js';
 import { LocalBlobStore } from './storage/local-blob-store.js';
 import { ScratchDirectory } from './storage/scratch.js';
@@ -64,7 +65,12 @@ export async function createServices(config: Config, options: ServiceOptions = {
   const blobs = new LocalBlobStore(join(config.dataDir, 'records'), scratch);
   await blobs.init();
   const converter = new Converter(
-    new Transcoder({ ffmpegPath: config.ffmpegPath, timeoutMs: config.convertTimeoutMs }),
+    new Transcoder({
+      ffmpegPath: config.ffmpegPath,
+      timeoutMs: config.convertTimeoutMs,
+      maxMemoryBytes: config.ffmpegMaxMemoryBytes,
+      prlimitPath: findExecutable('prlimit'),
+    }),
     mp3Output(config.encoding),
     { maxDurationSeconds: config.maxDurationSeconds },
   );
@@ -79,14 +85,16 @@ export async function createServices(config: Config, options: ServiceOptions = {
     blobs,
     scratch,
     accounts: new AccountService(users, records, blobs),
-    recordings: new RecordingService(
+    recordings: new RecordingService({
       records,
       blobs,
       scratch,
       converter,
-      new ConversionLimiter(config.convertConcurrency, config.convertQueueSize),
+      limiter: new ConversionLimiter(config.convertConcurrency, config.convertQueueSize),
       quota,
-    ),
+      caps: new UploadCaps({ perUser: config.maxUploadsPerUser, perAddress: config.maxUploadsPerAddress }),
+      minFreeDiskBytes: config.minFreeDiskBytes,
+    }),
     converterReady: () => (converterCheck ??= checkFfmpeg(config.ffmpegPath)),
     close: () => database.close(),
   };

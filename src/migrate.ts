@@ -1,7 +1,7 @@
 import { loadConfigFromProcess } from './config.js';
 import { createServices } from './container.js';
 
-/** `npm run migrate`: applies the migrations and exits, for deployments that migrate as a separate step. */
+/** `node dist/migrate.js` (`npm run migrate`): applies the migrations and exits, for deployments that migrate as a separate step. */
 async function migrateOnly(): Promise<void> {
   // Building the services applies pending migrations.
   const services = await createServices(loadConfigFromProcess());

@@ -131,11 +131,20 @@ function noisyPattern(frames: number): Buffer {
  * output muxer and flags — is the same.
  */
 export function bareFfmpegArguments(encoding: EncodingConfig, wavPath: string, outputPath: string): string[] {
-  const args = ffmpegArguments({ input: { demuxer: 'wav' }, output: mp3Output(encoding), shape: TARGET }, outputPath);
+  const args = ffmpegArguments(
+    {
+      input: { sampleFormat: 's16le', sampleRate: SAMPLE_RATE, channels: CHANNELS },
+      output: mp3Output(encoding),
+      shape: TARGET,
+      maxDurationSeconds: 6 * 3600,
+    },
+    outputPath,
+  );
   const input = args.indexOf('pipe:0');
   const whitelist = args.indexOf('-protocol_whitelist');
   if (input === -1 || whitelist === -1) throw new Error('ffmpegArguments changed shape: no pipe:0 input to replace');
-  args[input] = `file:${wavPath}`;
+  // The service feeds raw samples; the file's 44-byte header is skipped the same way.
+  args.splice(input - 1, 2, '-skip_initial_bytes', String(HEADER_BYTES), '-i', `file:${wavPath}`);
   args[whitelist + 1] = 'file';
   return args;
 }

@@ -1,4 +1,4 @@
-import { mkdir } from 'node:fs/promises';
+import { mkdir, open, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PGlite } from '@electric-sql/pglite';
@@ -9,6 +9,7 @@ import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
 import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
 import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator';
 import postgres from 'postgres';
+import { currentProcess, mayStillRun, type ProcessOwner } from '../process-owner.js';
 import * as schema from './schema.js';
 
 /** One typed handle for both drivers: repositories never know which one they talk to. */
@@ -43,7 +44,14 @@ export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHa
 
 async function openPglite(directory: string): Promise<DatabaseHandle> {
   await mkdir(directory, { recursive: true });
-  const client = await PGlite.create(directory);
+  const releaseLock = await lockExclusively(`${directory}.lock`);
+  let client: PGlite;
+  try {
+    client = await PGlite.create(directory);
+  } catch (error) {
+    await releaseLock();
+    throw error;
+  }
   const db = drizzlePglite({ client, schema });
   return {
     db,
@@ -53,8 +61,59 @@ async function openPglite(directory: string): Promise<DatabaseHandle> {
     ping: async () => {
       await client.query('select 1');
     },
-    close: () => client.close(),
+    close: async () => {
+      try {
+        await client.close();
+      } finally {
+        await releaseLock();
+      }
+    },
   };
+}
+
+export class DatabaseInUseError extends Error {
+  override name = 'DatabaseInUseError';
+}
+
+/**
+ * PGlite is one process's database: a second process opening the same folder (a migration or a storage
+ * repair while the service runs) corrupts it. A lock file holding the owner's host and pid keeps the
+ * second one out; a lock left by a process that no longer runs is taken over.
+ */
+async function lockExclusively(path: string): Promise<() => Promise<void>> {
+  const me = currentProcess();
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const file = await open(path, 'wx');
+      await file.writeFile(JSON.stringify(me));
+      await file.close();
+      return () => rm(path, { force: true });
+    } catch (error) {
+      if (!(error instanceof Error && 'code' in error && error.code === 'EEXIST')) throw error;
+    }
+    const owner = await readLockOwner(path);
+    if (owner !== undefined && mayStillRun(owner)) {
+      throw new DatabaseInUseError(
+        `The embedded database ${path.replace(/\.lock$/, '')} is in use by process ${owner.pid} on ${owner.host}. ` +
+          'Stop it first, or use DATABASE_URL (PostgreSQL) to run several processes. If that process is gone ' +
+          `(another machine or container that shared this folder), delete ${path}.`,
+      );
+    }
+    await rm(path, { force: true });
+  }
+  throw new DatabaseInUseError(`Could not lock the embedded database: ${path} keeps reappearing.`);
+}
+
+async function readLockOwner(path: string): Promise<ProcessOwner | undefined> {
+  try {
+    const parsed: unknown = JSON.parse(await readFile(path, 'utf8'));
+    if (typeof parsed !== 'object' || parsed === null) return undefined;
+    const host: unknown = Reflect.get(parsed, 'host');
+    const pid: unknown = Reflect.get(parsed, 'pid');
+    return typeof host === 'string' && typeof pid === 'number' ? { host, pid } : undefined;
+  } catch {
+    return undefined; // unreadable or half-written: treated as stale
+  }
 }
 
 function openPostgres(url: string, poolSize: number): DatabaseHandle {
@@ -64,7 +123,7 @@ function openPostgres(url: string, poolSize: number): DatabaseHandle {
     // request must not take more than 5 s in all.
     connect_timeout: 2,
     // postgres.js waits (0.5–1) × min(3^failures / 100, 20) s before reconnecting, so a few seconds into an
-    // outage queries sat up to 20 s waiting for the next attempt (measured: 6–10 s). Retry within half a second.
+    // outage queries sat for seconds waiting for the next attempt. Retry within half a second.
     backoff: (failures: number) => Math.min(0.05 * failures, 0.5),
     idle_timeout: 60,
     onnotice: () => {},

@@ -102,6 +102,11 @@ export class Unavailable extends DomainError {
   }
 }
 
+/** The disk is too full to take another recording. */
+export class InsufficientStorage extends DomainError {
+  override name = 'InsufficientStorage';
+}
+
 /** The client made too many requests of one kind. */
 export class RateLimited extends DomainError {
   override name = 'RateLimited';

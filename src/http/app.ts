@@ -24,7 +24,11 @@ export async function buildApp(services: Services): Promise<FastifyInstance> {
   const { config, logger } = services;
   const app = Fastify({
     loggerInstance: logger,
-    trustProxy: config.trustProxy,
+    // A hop count trusts that many proxies in front of the service, nearest first.
+    trustProxy:
+      typeof config.trustProxy === 'number'
+        ? (_address: string, hop: number) => hop < Number(config.trustProxy)
+        : config.trustProxy,
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
     requestIdHeader: false,
     genReqId: (request: IncomingMessage) => {

@@ -11,6 +11,10 @@ type AuthMode = 'owner' | 'token';
 declare module 'fastify' {
   interface FastifyContextConfig {
     auth?: AuthMode;
+    /** The route reads its body as a stream under its own limits (uploads), not under the body deadline. */
+    streamedBody?: boolean;
+    /** The answer is private (a new token): never cached. Authenticated routes are private anyway. */
+    privateResponse?: boolean;
   }
   interface FastifyRequest {
     authenticatedUser: AuthenticatedUser | null;

@@ -35,13 +35,13 @@ export function sendFile(request: FastifyRequest, reply: FastifyReply, response:
   });
 
   if (notModified(request, response.etag, file.modifiedAt)) {
-    void file.close();
+    closeQuietly(request, file);
     return reply.code(304).send();
   }
 
   const range = requestedRange(request, response.etag, lastModified, file.sizeBytes);
   if (range === 'unsatisfiable') {
-    void file.close();
+    closeQuietly(request, file);
     return reply
       .code(416)
       .header('content-range', `bytes */${file.sizeBytes}`)
@@ -50,14 +50,22 @@ export function sendFile(request: FastifyRequest, reply: FastifyReply, response:
   }
 
   reply.type(response.contentType);
-  if (range === undefined) {
-    return reply.code(200).header('content-length', file.sizeBytes).send(file.stream());
+  if (range !== undefined) {
+    reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${file.sizeBytes}`);
   }
-  return reply
-    .code(206)
-    .header('content-range', `bytes ${range.start}-${range.end}/${file.sizeBytes}`)
-    .header('content-length', range.end - range.start + 1)
-    .send(file.stream(range));
+  reply.header('content-length', range === undefined ? file.sizeBytes : range.end - range.start + 1);
+  // HEAD answers the same headers and no body: the file is never read. (The route must list HEAD itself:
+  // Fastify's automatic HEAD route would set Content-Length to 0 for an empty payload.)
+  if (request.method === 'HEAD') {
+    closeQuietly(request, file);
+    return reply.send();
+  }
+  return reply.send(file.stream(range));
+}
+
+/** Closes a blob that will not be streamed; a failure to close is logged, never left unhandled. */
+function closeQuietly(request: FastifyRequest, file: OpenedBlob): void {
+  file.close().catch((error: unknown) => request.log.warn({ err: error }, 'could not close a stored file'));
 }
 
 /**
@@ -102,7 +110,10 @@ function requestedRange(
   const ifRange = request.headers['if-range'];
   if (ifRange !== undefined && ifRange !== etag && ifRange !== lastModified) return undefined;
 
-  const ranges = parseRange(size, header, { combine: true });
+  // A suffix longer than the file selects all of it (RFC 9110 §14.1.3); range-parser calls it unsatisfiable.
+  const suffix = /^bytes=\s*-(\d+)\s*$/i.exec(header);
+  const normalised = suffix !== null && Number(suffix[1]) >= size && size > 0 ? 'bytes=0-' : header;
+  const ranges = parseRange(size, normalised, { combine: true });
   if (ranges === -1) return 'unsatisfiable';
   // Malformed headers are ignored (RFC 9110 §14.2), and so are multiple ranges: nobody plays audio that way.
   if (ranges === -2 || ranges.type !== 'bytes' || ranges.length !== 1) return undefined;

@@ -5,6 +5,7 @@ import {
   AudioRejected,
   Busy,
   DomainError,
+  InsufficientStorage,
   InvalidInput,
   NotFound,
   QuotaExceeded,
@@ -50,6 +51,7 @@ function kindOf(error: DomainError): ProblemKind {
   if (error instanceof AudioRejected) return AUDIO_REJECTIONS[error.reason];
   if (error instanceof RateLimited)
     return { status: 429, type: 'about:blank', headers: retryAfter(error.retryAfterSeconds) };
+  if (error instanceof InsufficientStorage) return { status: 507, type: '/problems/insufficient-storage' };
   if (error instanceof Busy || error instanceof Unavailable) {
     return { status: 503, type: 'about:blank', headers: retryAfter(error.retryAfterSeconds) };
   }

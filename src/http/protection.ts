@@ -1,15 +1,14 @@
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { Duplex } from 'node:stream';
+import type { Socket } from 'node:net';
+import { Readable, type Duplex } from 'node:stream';
 import cors from '@fastify/cors';
 import helmet from '@fastify/helmet';
 import rateLimit, { normalizeIP } from '@fastify/rate-limit';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Config } from '../config.js';
-import { RateLimited, Unavailable } from '../domain/errors.js';
+import { RateLimited, Unavailable, UploadStalled } from '../domain/errors.js';
 import { problemDocument, sendProblem, toProblem } from './problems.js';
 
-// Probes must keep working for a client that is being throttled, and while the service drains.
-const UNTHROTTLED = new Set(['/health', '/ready']);
 // How many clients the failure counter remembers at most; the oldest are forgotten first.
 const MAX_TRACKED_CLIENTS = 100_000;
 
@@ -44,6 +43,14 @@ export async function registerProtection(app: FastifyInstance, config: Config): 
   }
 
   registerDrainingResponse(app);
+  registerConnectionLimits(app, config);
+  registerBodyDeadline(app, config.requestBodyTimeoutMs);
+  registerResponseIdleTimeout(app, config.responseIdleTimeoutMs);
+  // Answers that carry a token or a user's private data must never be kept by a cache.
+  app.addHook('onSend', async (request, reply) => {
+    const { auth, privateResponse } = request.routeOptions.config;
+    if (auth !== undefined || privateResponse === true) reply.header('cache-control', 'no-store');
+  });
   // Node answers an `Expect` other than 100-continue with a bare 417 unless someone listens; say it as a problem.
   app.server.on('checkExpectation', (_request: IncomingMessage, response: ServerResponse) => {
     const body = JSON.stringify(problemDocument(417, 'Only "Expect: 100-continue" is supported.'));
@@ -55,9 +62,84 @@ export async function registerProtection(app: FastifyInstance, config: Config): 
   await app.register(rateLimit, { global: false });
 }
 
+function stringField(source: unknown, name: string): string | undefined {
+  if (typeof source !== 'object' || source === null) return undefined;
+  const value: unknown = Reflect.get(source, name);
+  return typeof value === 'string' ? value : undefined;
+}
+
 /** The client's address; IPv6 clients by their /64, which one subscriber usually holds whole. */
-function clientKey(request: FastifyRequest): string {
+export function clientKey(request: FastifyRequest): string {
   return normalizeIP(request.ip, 64);
+}
+
+/**
+ * Caps connections in all and per client address, before any byte is parsed: a client holding a thousand
+ * idle sockets must not use up the file descriptors others need. The per-address cap counts the TCP peer,
+ * so behind a reverse proxy it counts the proxy (turn it off there with 0).
+ */
+function registerConnectionLimits(app: FastifyInstance, config: Config): void {
+  app.server.maxConnections = config.maxConnections;
+  const perAddress = config.maxConnectionsPerAddress;
+  if (perAddress === 0) return;
+  const open = new Map<string, number>();
+  app.server.on('connection', (socket: Socket) => {
+    const address = socket.remoteAddress ?? '';
+    const count = (open.get(address) ?? 0) + 1;
+    if (count > perAddress) {
+      socket.destroy();
+      return;
+    }
+    open.set(address, count);
+    socket.once('close', () => {
+      const left = (open.get(address) ?? 1) - 1;
+      if (left <= 0) open.delete(address);
+      else open.set(address, left);
+    });
+  });
+}
+
+/**
+ * Every request body except an upload's (which has its own limits) must arrive within `timeoutMs`, or
+ * its connection is cut: a client announcing a body and never sending it must not hold a socket forever.
+ */
+function registerBodyDeadline(app: FastifyInstance, timeoutMs: number): void {
+  app.addHook('onRequest', async (request) => {
+    const raw = request.raw;
+    if (request.routeOptions.config.streamedBody === true || raw.complete) return;
+    const length = raw.headers['content-length'];
+    if ((length === undefined || length === '0') && raw.headers['transfer-encoding'] === undefined) return;
+    const timer = setTimeout(() => {
+      if (raw.complete || raw.destroyed) return;
+      const stalled = new UploadStalled(`The request body did not arrive within ${timeoutMs / 1000} seconds.`);
+      request.log.info({ timeoutMs }, 'request body too slow: cutting it');
+      // A body parser waiting for the body answers 408; a route that never reads it just loses the socket.
+      if (raw.listenerCount('error') > 0) raw.emit('error', stalled);
+      else raw.destroy(stalled);
+      setTimeout(() => raw.socket?.destroy(), 1000).unref();
+    }, timeoutMs);
+    raw.once('end', () => clearTimeout(timer));
+    raw.once('close', () => clearTimeout(timer));
+  });
+}
+
+/** A response (a download) whose client stops reading for `timeoutMs` is cut, freeing its socket and file. */
+function registerResponseIdleTimeout(app: FastifyInstance, timeoutMs: number): void {
+  // One listener per socket, however many responses a keep-alive connection carries.
+  const watched = new WeakSet<Socket>();
+  app.addHook('onSend', async (request, _reply, payload) => {
+    if (!(payload instanceof Readable)) return payload;
+    const socket = request.raw.socket;
+    if (!watched.has(socket)) {
+      watched.add(socket);
+      socket.on('timeout', () => socket.destroy());
+    }
+    socket.setTimeout(timeoutMs);
+    return payload;
+  });
+  app.addHook('onResponse', async (request) => {
+    request.raw.socket?.setTimeout(0);
+  });
 }
 
 /**
@@ -82,9 +164,9 @@ function registerDrainingResponse(app: FastifyInstance): void {
 }
 
 /**
- * Counts the 401s each client (by IP, as Fastify resolves it under TRUST_PROXY) receives in a fixed
- * window; past the limit every request from it gets 429 with Retry-After until the window ends, so
- * guessing tokens or user ids is slowed to a crawl. @fastify/rate-limit counts requests, not outcomes,
+ * Counts the 401s each client (by IP, as Fastify resolves it under TRUST_PROXY) receives for one account
+ * in a fixed window; past the limit its authenticated requests for that account get 429 with
+ * Retry-After until the window ends, so guessing tokens is slowed to a crawl. @fastify/rate-limit counts requests, not outcomes,
  * so this small counter does the job.
  */
 function registerAuthFailureLimit(app: FastifyInstance, config: Config): void {
@@ -92,6 +174,14 @@ function registerAuthFailureLimit(app: FastifyInstance, config: Config): void {
   if (authFailures === 0) return;
   const failures = new Map<string, { count: number; resetAt: number }>();
 
+  // By address and account, so that one guesser behind a shared address (or a misconfigured proxy) locks
+  // out only the account it guesses at; `token` routes name no account, so they share one key per address.
+  const keyOf = (request: FastifyRequest) => {
+    const params: unknown = request.params;
+    const query: unknown = request.query;
+    const userId = stringField(params, 'user_id') ?? stringField(query, 'user_id') ?? '(token)';
+    return `${clientKey(request)} ${userId.toLowerCase()}`;
+  };
   const current = (key: string, now: number) => {
     const entry = failures.get(key);
     if (entry === undefined) return undefined;
@@ -100,10 +190,11 @@ function registerAuthFailureLimit(app: FastifyInstance, config: Config): void {
     return undefined;
   };
 
-  app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
-    if (UNTHROTTLED.has(request.url.split('?')[0] ?? '')) return;
+  // preValidation: the path and query are parsed by then, and nothing of the request has been acted on.
+  app.addHook('preValidation', async (request: FastifyRequest, reply: FastifyReply) => {
+    if (request.routeOptions.config.auth === undefined) return;
     const now = Date.now();
-    const entry = current(clientKey(request), now);
+    const entry = current(keyOf(request), now);
     if (entry === undefined || entry.count < authFailures) return;
     const retryAfter = Math.max(1, Math.ceil((entry.resetAt - now) / 1000));
     return sendProblem(
@@ -118,9 +209,10 @@ function registerAuthFailureLimit(app: FastifyInstance, config: Config): void {
   });
 
   app.addHook('onResponse', async (request, reply) => {
-    if (reply.statusCode !== 401) return;
+    if (reply.statusCode !== 401 || request.routeOptions.config.auth === undefined) return;
     const now = Date.now();
-    const entry = current(clientKey(request), now);
+    const key = keyOf(request);
+    const entry = current(key, now);
     if (entry !== undefined) {
       entry.count += 1;
       return;
@@ -130,7 +222,7 @@ function registerAuthFailureLimit(app: FastifyInstance, config: Config): void {
       if (value.resetAt > now && failures.size < MAX_TRACKED_CLIENTS) break;
       failures.delete(key);
     }
-    failures.set(clientKey(request), { count: 1, resetAt: now + windowMs });
+    failures.set(key, { count: 1, resetAt: now + windowMs });
   });
 }
 

@@ -1,12 +1,16 @@
 import type { FastifyRequest } from 'fastify';
 import { DomainError, InvalidInput, UploadTooLarge } from '../domain/errors.js';
 import { cleanTitle, MAX_TITLE_LENGTH, type AudioSink, type UploadSource } from '../services/recordings.js';
-import { cutWhenIdle } from './idle.js';
+import { guardUploadBody } from './upload-guard.js';
+import { clientKey } from './protection.js';
 
 export interface UploadFormLimits {
   readonly maxUploadBytes: number;
-  /** An upload that sends nothing for this long while its body is read is cut. */
   readonly uploadIdleTimeoutMs: number;
+  /** The whole body must arrive within this time from admission (a conversion's time limit). */
+  readonly convertTimeoutMs: number;
+  readonly uploadMinBytesPerSecond: number;
+  readonly uploadRateWindowMs: number;
 }
 
 const FILE_FIELD = 'file';
@@ -16,6 +20,7 @@ const TITLE_FIELD = 'title';
 export function uploadForm(request: FastifyRequest, limits: UploadFormLimits): UploadSource {
   return {
     signal: abortSignalOf(request),
+    clientAddress: clientKey(request),
     receive: (sink) => receiveForm(request, sink, limits),
   };
 }
@@ -29,11 +34,18 @@ async function receiveForm(
     throw new InvalidInput('Send the WAV as multipart/form-data with a "file" field.');
   }
   let title: string | null = null;
-  const stopIdleTimer = cutWhenIdle(request, limits.uploadIdleTimeoutMs);
+  let fileSeen = false;
+  const stopGuard = guardUploadBody(request, {
+    idleTimeoutMs: limits.uploadIdleTimeoutMs,
+    deadlineMs: limits.convertTimeoutMs,
+    minBytesPerSecond: limits.uploadMinBytesPerSecond,
+    rateWindowMs: limits.uploadRateWindowMs,
+  });
   try {
     const parts = asClientErrors(() =>
       request.parts({
-        limits: { fileSize: limits.maxUploadBytes, files: 1, fields: 8, parts: 16, fieldSize: 4096, headerPairs: 16 },
+        // Two files, so that a second one reaches the loop below and is refused as a malformed form.
+        limits: { fileSize: limits.maxUploadBytes, files: 2, fields: 8, parts: 16, fieldSize: 4096, headerPairs: 16 },
       }),
     );
     for await (const part of parts) {
@@ -49,6 +61,8 @@ async function receiveForm(
         part.file.resume();
         continue;
       }
+      if (fileSeen) throw new InvalidInput('The form has more than one "file" part; send one recording per upload.');
+      fileSeen = true;
       const { file } = part;
       // Busboy ends a file quietly at the size limit; turn that into an error before the truncated tail converts.
       file.once('limit', () => {
@@ -60,7 +74,7 @@ async function receiveForm(
       );
     }
   } finally {
-    stopIdleTimer();
+    stopGuard();
   }
   return { title };
 }

@@ -19,7 +19,7 @@ export interface ConvertedAudio {
  */
 export class Converter {
   constructor(
-    private readonly transcoder: Transcoder,
+    private readonly transcoder: Pick<Transcoder, 'run'>,
     private readonly output: OutputFormat,
     private readonly limits: WavLimits,
   ) {}
@@ -28,13 +28,19 @@ export class Converter {
     const source = upload[Symbol.asyncIterator]();
     const { wav, head } = await readHeader(source, this.limits);
     const shape = this.output.shapeFor(wav);
-    const audio = new AudioByteCounter(wav, this.limits);
+    const audio = new AudioBytes(wav, this.limits);
+    // The container is parsed once, here: ffmpeg gets only the samples counted, as raw PCM.
     await this.transcoder.run(
-      Readable.from(audio.pass(head, source), { objectMode: false }),
-      { input: { demuxer: 'wav' }, output: this.output, shape },
+      Readable.from(audio.samples(head, source), { objectMode: false }),
+      {
+        input: { sampleFormat: wav.sampleFormat, sampleRate: wav.sampleRate, channels: wav.channels },
+        output: this.output,
+        shape,
+        maxDurationSeconds: this.limits.maxDurationSeconds,
+      },
       outputPath,
     );
-    const dataBytes = audio.dataBytes();
+    const dataBytes = audio.wholeFrameBytes();
     if (dataBytes < wav.blockAlign) throw new AudioRejected('undecodable', 'The WAV holds no audio samples.');
     return {
       format: this.output,
@@ -45,20 +51,32 @@ export class Converter {
   }
 }
 
-/** Reads just enough of the upload to judge its header; the bytes read are handed on with it. */
+/**
+ * Reads just enough of the upload to judge its header; the bytes read are handed on with it. The bytes
+ * gather in a buffer that doubles when full, so a header sent in many small pieces costs linear time.
+ */
 async function readHeader(source: AsyncIterator<Buffer>, limits: WavLimits): Promise<{ wav: WavFormat; head: Buffer }> {
-  let head: Buffer = Buffer.alloc(0);
+  let buffer = Buffer.alloc(0);
+  let length = 0;
   for (;;) {
     const next = await source.next();
     if (next.done === true) {
       await source.return?.();
-      if (head.length === 0) throw new AudioRejected('unsupported-format', 'The uploaded file is empty.');
+      if (length === 0) throw new AudioRejected('unsupported-format', 'The uploaded file is empty.');
       // Judges the unfinished header as a whole file: not a WAV unless a "fmt " chunk made it one, else undecodable.
-      parseWavHeader(head, limits, true);
+      parseWavHeader(buffer.subarray(0, length), limits, true);
       throw new AudioRejected('undecodable', 'The WAV ends before its audio data.');
     }
-    head = head.length === 0 ? next.value : Buffer.concat([head, next.value]);
+    const chunk = next.value;
+    if (length + chunk.length > buffer.length) {
+      const grown = Buffer.allocUnsafe(Math.max(length + chunk.length, buffer.length * 2, 4096));
+      buffer.copy(grown, 0, 0, length);
+      buffer = grown;
+    }
+    chunk.copy(buffer, length);
+    length += chunk.length;
     try {
+      const head = buffer.subarray(0, length);
       const wav = parseWavHeader(head, limits);
       if (wav !== undefined) return { wav, head };
     } catch (error) {
@@ -68,22 +86,31 @@ async function readHeader(source: AsyncIterator<Buffer>, limits: WavLimits): Pro
   }
 }
 
-/** Passes the upload through unchanged while counting its audio bytes and enforcing the duration limit. */
-class AudioByteCounter {
-  private totalBytes = 0;
+/**
+ * Picks the audio samples out of the upload: the bytes of the first data chunk, up to its declared size
+ * (everything to the end when the writer did not know the size). Whatever follows (metadata chunks, a
+ * second data chunk) is read and dropped, never decoded. Enforces the duration limit on the bytes counted.
+ */
+class AudioBytes {
+  private audioBytes = 0;
 
   constructor(
     private readonly wav: WavFormat,
     private readonly limits: WavLimits,
   ) {}
 
-  async *pass(head: Buffer, rest: AsyncIterator<Buffer>): AsyncGenerator<Buffer> {
+  async *samples(head: Buffer, rest: AsyncIterator<Buffer>): AsyncGenerator<Buffer> {
     try {
-      for (let chunk: Buffer | undefined = head; chunk !== undefined;) {
-        this.totalBytes += chunk.length;
-        // Without a declared size, the bytes received so far are all there is to judge the duration by.
-        if (this.wav.declaredDataBytes === undefined) checkDuration(this.wav, this.dataBytes(), this.limits);
-        yield chunk;
+      const declared = this.wav.declaredDataBytes;
+      let chunk: Buffer | undefined = head.subarray(this.wav.dataOffset);
+      while (chunk !== undefined) {
+        const wanted = declared === undefined ? chunk.length : Math.min(chunk.length, declared - this.audioBytes);
+        if (wanted > 0) {
+          this.audioBytes += wanted;
+          // Without a declared size, the bytes received so far are all there is to judge the duration by.
+          if (declared === undefined) checkDuration(this.wav, this.wholeFrameBytes(), this.limits);
+          yield wanted === chunk.length ? chunk : chunk.subarray(0, wanted);
+        }
         const next = await rest.next();
         chunk = next.done === true ? undefined : next.value;
       }
@@ -93,10 +120,8 @@ class AudioByteCounter {
     }
   }
 
-  /** Whole sample frames of audio received, within the declared data size when there is one. */
-  dataBytes(): number {
-    const received = Math.max(0, this.totalBytes - this.wav.dataOffset);
-    const bytes = this.wav.declaredDataBytes === undefined ? received : Math.min(received, this.wav.declaredDataBytes);
-    return bytes - (bytes % this.wav.blockAlign);
+  /** Whole sample frames of audio fed to the encoder. */
+  wholeFrameBytes(): number {
+    return this.audioBytes - (this.audioBytes % this.wav.blockAlign);
   }
 }

@@ -27,6 +27,7 @@ export class ConversionLimiter {
    * leaves the queue when `signal` aborts (the client went away).
    */
   async acquire(signal?: AbortSignal): Promise<Release> {
+    if (signal?.aborted === true) throw abortReason(signal);
     if (this.running < this.slots) return this.grant();
     if (this.waiting.length >= this.queueSize) throw this.busy();
     return new Promise<Release>((resolve, reject) => {
@@ -36,7 +37,7 @@ export class ConversionLimiter {
         () => {
           const index = this.waiting.indexOf(resolve);
           if (index !== -1) this.waiting.splice(index, 1);
-          reject(signal.reason instanceof Error ? signal.reason : new Error('Gave up waiting for a conversion slot.'));
+          reject(abortReason(signal));
         },
         { once: true },
       );
@@ -44,7 +45,7 @@ export class ConversionLimiter {
   }
 
   /** Seconds until a queue place is likely to free up, from the recent conversion times. */
-  private retryAfterSeconds(): number {
+  retryAfterSeconds(): number {
     const rounds = Math.ceil((this.waiting.length + 1) / this.slots);
     return Math.min(600, Math.max(1, Math.ceil(rounds * this.averageSeconds)));
   }
@@ -70,4 +71,8 @@ export class ConversionLimiter {
       if (next !== undefined) next(this.grant());
     };
   }
+}
+
+function abortReason(signal: AbortSignal): Error {
+  return signal.reason instanceof Error ? signal.reason : new Error('Gave up waiting for a conversion slot.');
 }

@@ -2,25 +2,36 @@ import { spawn } from 'node:child_process';
 import { setPriority } from 'node:os';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { AudioRejected, DomainError, Unavailable } from '../domain/errors.js';
+import { AudioRejected, DomainError, InsufficientStorage, Unavailable } from '../domain/errors.js';
 import type { AudioShape, OutputFormat } from './outputs.js';
+import type { PcmSampleFormat } from './wav.js';
 
-/** How ffmpeg must read an input: the demuxer is always forced, never probed from the bytes. */
-interface InputDescription {
-  readonly demuxer: 'wav';
+/** Raw samples on stdin, described in full: ffmpeg probes nothing and parses no container. */
+interface RawAudioInput {
+  readonly sampleFormat: PcmSampleFormat;
+  readonly sampleRate: number;
+  readonly channels: number;
 }
 
-/** What one conversion produces. */
+/** What one conversion reads and produces. */
 export interface TranscodeJob {
-  readonly input: InputDescription;
+  readonly input: RawAudioInput;
   readonly output: OutputFormat;
   readonly shape: AudioShape;
+  /** A backstop: ffmpeg writes no more than this much audio whatever it is fed. */
+  readonly maxDurationSeconds: number;
 }
 
 export interface TranscoderOptions {
   readonly ffmpegPath: string;
   readonly timeoutMs: number;
+  /** The address-space limit for ffmpeg, applied through `prlimit` when `prlimitPath` is set. */
+  readonly maxMemoryBytes: number;
+  readonly prlimitPath: string | undefined;
 }
+
+// The largest single allocation ffmpeg may make; decoding raw PCM into LAME never needs more than a few MiB.
+const MAX_ALLOCATION_BYTES = 64 * 1024 * 1024;
 
 // Encoders run below the server's own priority, so HTTP work still gets the CPU when every core encodes.
 // Exported so that the benchmark's bare-ffmpeg baseline runs at the same priority.
@@ -35,8 +46,10 @@ export function ffmpegArguments(job: TranscodeJob, outputPath: string): string[]
     '-nostats',
     '-loglevel',
     'error',
-    // The format is forced and the header already checked: no probing, and no protocol but the pipe,
-    // so a crafted file can never make ffmpeg open a playlist, a URL or a local file.
+    '-max_alloc',
+    String(MAX_ALLOCATION_BYTES),
+    // Raw samples in a forced format: no probing, no container, and no protocol but the pipe, so a
+    // crafted file can never make ffmpeg open a playlist, a URL or a local file.
     '-probesize',
     '32',
     '-analyzeduration',
@@ -44,13 +57,19 @@ export function ffmpegArguments(job: TranscodeJob, outputPath: string): string[]
     '-protocol_whitelist',
     'pipe',
     '-f',
-    job.input.demuxer,
+    job.input.sampleFormat,
+    '-ar',
+    String(job.input.sampleRate),
+    '-ac',
+    String(job.input.channels),
     '-i',
     'pipe:0',
     '-map',
     '0:a:0',
     '-map_metadata',
     '-1',
+    '-t',
+    String(job.maxDurationSeconds),
     ...job.output.encoderArguments(job.shape),
     '-y',
     // A seekable file output lets the muxer go back and fill in its header (MP3's Xing frame) at the end.
@@ -68,8 +87,11 @@ export class Transcoder {
    * The caller owns `outputPath` and removes it on failure.
    */
   async run(input: Readable, job: TranscodeJob, outputPath: string): Promise<void> {
-    const child = spawn(this.options.ffmpegPath, ffmpegArguments(job, outputPath), {
+    const { command, args } = this.commandLine(ffmpegArguments(job, outputPath));
+    const child = spawn(command, args, {
       stdio: ['pipe', 'ignore', 'pipe'],
+      // Nothing of the service's environment (database URL, secrets) reaches the decoder.
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LC_ALL: 'C' },
     });
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
       child.once('error', reject);
@@ -113,6 +135,9 @@ export class Transcoder {
           `The conversion took longer than ${this.options.timeoutMs / 1000} seconds.`,
         );
       }
+      if (exit.code !== 0 && /No space left on device/i.test(stderrTail)) {
+        throw new InsufficientStorage('The server ran out of disk space while converting; try again later.');
+      }
       if (exit.code !== 0) {
         throw new AudioRejected('undecodable', 'The audio in this WAV could not be decoded.', {
           cause: new Error(stderrTail.trim()),
@@ -127,6 +152,13 @@ export class Transcoder {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /** ffmpeg itself, or under `prlimit` (which execs it in the same process) with an address-space limit. */
+  private commandLine(ffmpegArgs: string[]): { command: string; args: string[] } {
+    const { ffmpegPath, prlimitPath, maxMemoryBytes } = this.options;
+    if (prlimitPath === undefined) return { command: ffmpegPath, args: ffmpegArgs };
+    return { command: prlimitPath, args: [`--as=${maxMemoryBytes}`, '--', ffmpegPath, ...ffmpegArgs] };
   }
 }
 

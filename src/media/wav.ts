@@ -3,11 +3,15 @@ import { AudioRejected } from '../domain/errors.js';
 const notAWav = (detail: string) => new AudioRejected('unsupported-format', detail);
 const undecodable = (detail: string) => new AudioRejected('undecodable', detail);
 
+/** How the samples are laid out, named as ffmpeg's raw PCM demuxers are. */
+export type PcmSampleFormat = 'u8' | 's16le' | 's24le' | 's32le' | 'f32le' | 'f64le' | 'alaw' | 'mulaw';
+
 /** The facts of a WAV header that decide whether and how it is converted. */
 export interface WavFormat {
   readonly container: 'RIFF' | 'RF64' | 'BW64';
   /** The effective format tag: the sub-format for WAVE_FORMAT_EXTENSIBLE. */
   readonly formatTag: number;
+  readonly sampleFormat: PcmSampleFormat;
   readonly channels: number;
   readonly sampleRate: number;
   readonly blockAlign: number;
@@ -28,11 +32,16 @@ const WAVE_FORMAT = {
   EXTENSIBLE: 0xfffe,
 } as const;
 
-const ALLOWED_BITS: Readonly<Record<number, readonly number[]>> = {
-  [WAVE_FORMAT.PCM]: [8, 16, 24, 32],
-  [WAVE_FORMAT.IEEE_FLOAT]: [32, 64],
-  [WAVE_FORMAT.ALAW]: [8],
-  [WAVE_FORMAT.MULAW]: [8],
+/**
+ * The only encodings accepted, by format tag and bits per sample. Every other RIFF codec ffmpeg knows
+ * (ADPCM variants, GSM, MP3 or AC-3 in WAV, S/PDIF) stays unreachable from an upload: ffmpeg only ever
+ * sees raw samples of one of these layouts.
+ */
+const SAMPLE_FORMATS: Readonly<Record<number, Readonly<Record<number, PcmSampleFormat>>>> = {
+  [WAVE_FORMAT.PCM]: { 8: 'u8', 16: 's16le', 24: 's24le', 32: 's32le' },
+  [WAVE_FORMAT.IEEE_FLOAT]: { 32: 'f32le', 64: 'f64le' },
+  [WAVE_FORMAT.ALAW]: { 8: 'alaw' },
+  [WAVE_FORMAT.MULAW]: { 8: 'mulaw' },
 };
 
 const MIN_SAMPLE_RATE = 8000;
@@ -45,6 +54,8 @@ const MAX_HEADER_BYTES = 1024 * 1024;
 // (ffmpeg and most), and the near-2-GiB placeholders of sox and arecord, which at a low byte rate would
 // otherwise trip the duration limit.
 const UNKNOWN_SIZES = new Set([0, 0xffffffff, 0x7ffff000, 0x7fffffff]);
+
+type FormatFields = Omit<WavFormat, 'container' | 'dataOffset' | 'declaredDataBytes'>;
 
 export interface WavLimits {
   readonly maxDurationSeconds: number;
@@ -68,7 +79,7 @@ export function parseWavHeader(bytes: Buffer, limits: WavLimits, complete = fals
     throw notAWav('The file is not a WAV: it does not start with a RIFF/RF64/BW64 WAVE header.');
   }
 
-  let format: Omit<WavFormat, 'container' | 'dataOffset' | 'declaredDataBytes'> | undefined;
+  let format: FormatFields | undefined;
   let ds64DataBytes: number | undefined;
   let offset = 12;
   for (;;) {
@@ -79,7 +90,8 @@ export function parseWavHeader(bytes: Buffer, limits: WavLimits, complete = fals
 
     if (chunkId === 'data') {
       if (format === undefined) throw notAWav('The WAV has no "fmt " chunk before its audio data.');
-      const declared = chunkSize === 0xffffffff && ds64DataBytes !== undefined ? ds64DataBytes : chunkSize;
+      // In RF64 and BW64 the 64-bit size in ds64 is the real one (the data chunk's own field is a placeholder).
+      const declared = container !== 'RIFF' && ds64DataBytes !== undefined ? ds64DataBytes : chunkSize;
       const wav: WavFormat = {
         container,
         ...format,
@@ -93,7 +105,8 @@ export function parseWavHeader(bytes: Buffer, limits: WavLimits, complete = fals
     // The chunk bodies parsed below are small, so they must be complete before parsing.
     if ((chunkId === 'fmt ' || chunkId === 'ds64') && body + chunkSize > bytes.length)
       return needMore(body + chunkSize, complete, format !== undefined);
-    if (chunkId === 'fmt ') {
+    // Only the first "fmt " counts, as in every reader; later ones cannot change how the audio is read.
+    if (chunkId === 'fmt ' && format === undefined) {
       format = parseFormatChunk(bytes.subarray(body, body + chunkSize));
     } else if (chunkId === 'ds64' && chunkSize >= 16) {
       ds64DataBytes = Number(bytes.readBigUInt64LE(body + 8));
@@ -115,12 +128,11 @@ function needMore(upTo: number, complete: boolean, haveFormat: boolean): undefin
   return undefined;
 }
 
-function parseFormatChunk(chunk: Buffer): Omit<WavFormat, 'container' | 'dataOffset' | 'declaredDataBytes'> {
+function parseFormatChunk(chunk: Buffer): FormatFields {
   if (chunk.length < 16) throw notAWav('The WAV "fmt " chunk is too short.');
   let formatTag = chunk.readUInt16LE(0);
   const channels = chunk.readUInt16LE(2);
   const sampleRate = chunk.readUInt32LE(4);
-  const byteRate = chunk.readUInt32LE(8);
   const blockAlign = chunk.readUInt16LE(12);
   const bitsPerSample = chunk.readUInt16LE(14);
 
@@ -138,19 +150,23 @@ function parseFormatChunk(chunk: Buffer): Omit<WavFormat, 'container' | 'dataOff
   if (sampleRate < MIN_SAMPLE_RATE || sampleRate > MAX_SAMPLE_RATE) {
     throw undecodable(`The WAV sample rate ${sampleRate} Hz is outside ${MIN_SAMPLE_RATE}–${MAX_SAMPLE_RATE} Hz.`);
   }
-  const allowedBits = ALLOWED_BITS[formatTag];
-  if (allowedBits !== undefined) {
-    if (!allowedBits.includes(bitsPerSample)) {
-      throw undecodable(`The WAV declares ${bitsPerSample} bits per sample, which its encoding does not allow.`);
-    }
-    if (blockAlign !== channels * (bitsPerSample / 8)) {
-      throw undecodable('The WAV block size does not match its channels and sample size.');
-    }
+  const sampleFormats = SAMPLE_FORMATS[formatTag];
+  if (sampleFormats === undefined) {
+    throw undecodable(
+      `The WAV's audio uses codec 0x${formatTag.toString(16).padStart(4, '0')}; ` +
+        'only PCM, IEEE float, A-law and µ-law WAVs are accepted.',
+    );
   }
-  // For PCM-like encodings the rate follows from the layout; a lying byte-rate field must not fool the limits.
-  const bytesPerSecond = allowedBits !== undefined ? sampleRate * blockAlign : byteRate;
-  if (bytesPerSecond === 0) throw notAWav('The WAV "fmt " chunk declares a byte rate of zero.');
-  return { formatTag, channels, sampleRate, blockAlign, bitsPerSample, bytesPerSecond };
+  const sampleFormat = sampleFormats[bitsPerSample];
+  if (sampleFormat === undefined) {
+    throw undecodable(`The WAV declares ${bitsPerSample} bits per sample, which its encoding does not allow.`);
+  }
+  if (blockAlign !== channels * (bitsPerSample / 8)) {
+    throw undecodable('The WAV block size does not match its channels and sample size.');
+  }
+  // The rate follows from the layout; the header's own byte-rate field is never trusted.
+  const bytesPerSecond = sampleRate * blockAlign;
+  return { formatTag, sampleFormat, channels, sampleRate, blockAlign, bitsPerSample, bytesPerSecond };
 }
 
 /** Rejects audio longer than the limit; `dataBytes` may be a declared size or a count of bytes received. */

@@ -28,11 +28,18 @@ export interface AccountSummary extends Usage {
   readonly createdAt: Date;
 }
 
+/** What accounts need of the repositories: structural, so that a test can hand in a plain object. */
+type AccountUsers = Pick<
+  UserRepository,
+  'create' | 'findTokenHash' | 'findByTokenHash' | 'replaceTokenHash' | 'deleteWithRecords'
+>;
+type AccountRecords = Pick<RecordRepository, 'usageOf'>;
+
 /** Creating, proving, inspecting and ending accounts. */
 export class AccountService {
   constructor(
-    private readonly users: UserRepository,
-    private readonly records: RecordRepository,
+    private readonly users: AccountUsers,
+    private readonly records: AccountRecords,
     private readonly blobs: BlobStore,
   ) {}
 

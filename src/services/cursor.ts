@@ -28,6 +28,8 @@ export function decodeCursor(cursor: string): RecordPosition {
   const id: unknown = decoded[1];
   if (typeof createdAt !== 'string' || !isExactTimestamp(createdAt)) throw invalid();
   if (typeof id !== 'number' || !Number.isInteger(id) || id < 1 || id > MAX_ROW_ID) throw invalid();
+  // Node's decoder skips characters outside the alphabet: only the exact encoding of a position is a cursor.
+  if (encodeCursor({ createdAt, id }) !== cursor) throw invalid();
   return { createdAt, id };
 }
 

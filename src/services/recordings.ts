@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { isForeignKeyViolation } from '../db/postgres-errors.js';
+import { isDatabaseUnavailable, isForeignKeyViolation } from '../db/postgres-errors.js';
 import type { RecordRepository } from '../db/records.js';
 import type { NewRecordRow, RecordRow, StoredAudioRef } from '../db/schema.js';
-import { InvalidInput, NotFound, Unauthorized } from '../domain/errors.js';
+import { AudioRejected, InsufficientStorage, InvalidInput, NotFound, Unauthorized } from '../domain/errors.js';
 import type { ConvertedAudio, Converter } from '../media/converter.js';
 import type { ConversionLimiter } from '../media/limiter.js';
 import type { BlobStore, OpenedBlob } from '../storage/blob-store.js';
@@ -11,6 +11,7 @@ import type { AuthenticatedUser } from './accounts.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
 import type { Logger } from './logger.js';
 import type { Quota } from './quota.js';
+import type { UploadCaps } from './upload-caps.js';
 import { audioKey, removeAudio } from './stored-audio.js';
 import { cleanFilename, cleanOptionalText } from './text.js';
 
@@ -29,6 +30,8 @@ export type AudioSink = (file: AsyncIterable<Buffer>, filename: string | undefin
 export interface UploadSource {
   /** Aborts when the client goes away while the upload waits for a conversion slot. */
   readonly signal: AbortSignal;
+  /** Who is sending, for the per-address cap: the client's address (an IPv6 client by its /64). */
+  readonly clientAddress: string;
   /**
    * Reads the whole body, calling `sink` once for the audio file while it streams in; resolves with the
    * title field when one was sent (already checked with `cleanTitle`).
@@ -50,20 +53,29 @@ export interface RecordList {
   readonly nextCursor: string | null;
 }
 
+/** What recordings need; the repository and converter are structural, so that tests can hand in fakes. */
+export interface RecordingDependencies {
+  readonly records: Pick<
+    RecordRepository,
+    'usageOf' | 'insert' | 'insertAdmitted' | 'listPage' | 'findOwned' | 'rename' | 'deleteOwned'
+  >;
+  readonly blobs: BlobStore;
+  readonly scratch: ScratchDirectory;
+  readonly converter: Pick<Converter, 'convert'>;
+  readonly limiter: ConversionLimiter;
+  readonly quota: Quota;
+  readonly caps: UploadCaps;
+  /** Free disk space an upload needs to be admitted. */
+  readonly minFreeDiskBytes: number;
+}
+
 /** The use cases of recordings: upload, list, inspect, rename, delete, and play by link. */
 export class RecordingService {
-  constructor(
-    private readonly records: RecordRepository,
-    private readonly blobs: BlobStore,
-    private readonly scratch: ScratchDirectory,
-    private readonly converter: Converter,
-    private readonly limiter: ConversionLimiter,
-    private readonly quota: Quota,
-  ) {}
+  constructor(private readonly deps: RecordingDependencies) {}
 
   /** Refuses an upload at once when every conversion slot and queue place is taken: the cheapest refusal. */
   refuseIfBusy(): void {
-    this.limiter.refuseIfFull();
+    this.deps.limiter.refuseIfFull();
   }
 
   /**
@@ -71,21 +83,25 @@ export class RecordingService {
    * stays behind: the scratch file always goes, the stored audio too when the row could not be inserted.
    */
   async upload(user: AuthenticatedUser, source: UploadSource, options: { title?: string }): Promise<RecordRow> {
-    this.limiter.refuseIfFull();
+    this.deps.limiter.refuseIfFull();
     const queryTitle = cleanTitle(options.title);
     // A user with no room left is refused before the body is read; the exact size is checked at the insert.
-    if (!this.quota.unlimited) this.quota.refuseIfFull(await this.records.usageOf(user.id));
+    if (!this.deps.quota.unlimited) this.deps.quota.refuseIfFull(await this.deps.records.usageOf(user.id));
+    if ((await this.deps.scratch.freeBytes()) < this.deps.minFreeDiskBytes) {
+      throw new InsufficientStorage('The server is running out of disk space; try again later.');
+    }
 
-    // Admission is decided before a byte of the body is read; waiting here holds no upload in memory.
-    const release = await this.limiter.acquire(source.signal);
-    const scratchPath = this.scratch.newPath();
+    const endCount = this.deps.caps.take(user.id, source.clientAddress, this.deps.limiter.retryAfterSeconds());
+    const scratchPath = this.deps.scratch.newPath();
     try {
+      // Admission is decided before a byte of the body is read; waiting here holds no upload in memory.
+      const release = await this.deps.limiter.acquire(source.signal);
       let converted: ConvertedAudio | undefined;
       let originalFilename: string | null = null;
       let fields;
       try {
         fields = await source.receive(async (file, filename) => {
-          converted = await this.converter.convert(file, scratchPath);
+          converted = await this.deps.converter.convert(file, scratchPath);
           originalFilename = cleanFilename(filename);
         });
       } finally {
@@ -104,14 +120,15 @@ export class RecordingService {
         mimeType: converted.format.mimeType,
       });
     } finally {
-      await this.scratch.discard(scratchPath);
+      endCount();
+      await this.deps.scratch.discard(scratchPath);
     }
   }
 
   async list(user: AuthenticatedUser, options: RecordListOptions): Promise<RecordList> {
     const after = options.cursor === undefined ? undefined : decodeCursor(options.cursor);
     const q = options.titleContains?.normalize('NFC').trim();
-    const page = await this.records.listPage(user.id, {
+    const page = await this.deps.records.listPage(user.id, {
       limit: options.limit,
       after,
       titleContains: q === '' ? undefined : q,
@@ -120,12 +137,12 @@ export class RecordingService {
   }
 
   async get(user: AuthenticatedUser, recordId: string): Promise<RecordRow> {
-    return found(await this.records.findOwned(recordId, user.id));
+    return found(await this.deps.records.findOwned(recordId, user.id));
   }
 
   /** Sets the title; null or blank removes it. */
   async rename(user: AuthenticatedUser, recordId: string, title: string | null): Promise<RecordRow> {
-    return found(await this.records.rename(recordId, user.id, cleanTitle(title ?? undefined)));
+    return found(await this.deps.records.rename(recordId, user.id, cleanTitle(title ?? undefined)));
   }
 
   async delete(user: AuthenticatedUser, recordId: string, log: Logger): Promise<void> {
@@ -133,20 +150,20 @@ export class RecordingService {
     // leaves at worst audio without a row, invisible to every route and removed by the storage check,
     // never a row pointing at missing audio. Downloads that already opened a local file keep reading it:
     // an unlinked file lives on until its last handle closes.
-    const deleted = found(await this.records.deleteOwned(recordId, user.id));
-    await removeAudio(this.blobs, [deleted], log);
+    const deleted = found(await this.deps.records.deleteOwned(recordId, user.id));
+    await removeAudio(this.deps.blobs, [deleted], log);
   }
 
   /** A record by its link: the two ids are the capability, no token is needed. */
   async findByLink(recordId: string, userId: string): Promise<RecordRow> {
-    return found(await this.records.findOwned(recordId, userId));
+    return found(await this.deps.records.findOwned(recordId, userId));
   }
 
   async openAudio(record: RecordRow, log: Logger): Promise<OpenedBlob> {
-    const blob = await this.blobs.open(audioKey(record));
+    const blob = await this.deps.blobs.open(audioKey(record));
     if (blob !== undefined) return blob;
     // A delete may have removed row and audio since the lookup; only a row still there is an inconsistency.
-    if ((await this.records.findOwned(record.recordId, record.userId)) !== undefined) {
+    if ((await this.deps.records.findOwned(record.recordId, record.userId)) !== undefined) {
       log.error({ recordId: record.recordId }, 'record row without its audio file');
     }
     throw new NotFound(NO_SUCH_RECORD);
@@ -157,24 +174,44 @@ export class RecordingService {
     record: Omit<NewRecordRow, 'sizeBytes' | 'bitrate'> & StoredAudioRef,
   ): Promise<RecordRow> {
     const key = audioKey(record);
-    const stored = await this.blobs.put(key, { path: scratchPath });
+    let stored;
+    try {
+      stored = await this.deps.blobs.put(key, { path: scratchPath });
+    } catch (error) {
+      await this.deps.blobs.delete(key).catch(() => undefined);
+      if (error instanceof Error && 'code' in error && error.code === 'ENOSPC') {
+        throw new InsufficientStorage('The server ran out of disk space while storing the recording.', {
+          cause: error,
+        });
+      }
+      throw error;
+    }
     const row: NewRecordRow = {
       ...record,
       sizeBytes: stored.sizeBytes,
       bitrate: Math.round((stored.sizeBytes * 8 * 1000) / Math.max(record.durationMs, 1)),
     };
+    // Columns are 32-bit integers: a value past them would fail the insert after the whole conversion.
+    if (![row.durationMs, row.bitrate, row.sampleRate, row.channels].every(isInt32) || row.durationMs <= 0) {
+      await this.deps.blobs.delete(key);
+      throw new AudioRejected('undecodable', 'The recording’s duration or bitrate is out of range.');
+    }
     try {
-      return this.quota.unlimited
-        ? await this.records.insert(row)
-        : await this.records.insertAdmitted(row, (usage) => this.quota.admit(usage, stored.sizeBytes));
+      return this.deps.quota.unlimited
+        ? await this.deps.records.insert(row)
+        : await this.deps.records.insertAdmitted(row, (usage) => this.deps.quota.admit(usage, stored.sizeBytes));
     } catch (error) {
-      await this.blobs.delete(key);
+      // A connection lost around the commit leaves its outcome unknown: the row may exist, so its audio
+      // stays; if the row does not exist, the storage check removes the orphan later.
+      if (!isDatabaseUnavailable(error)) await this.deps.blobs.delete(key);
       // The account was deleted while its upload converted: the token no longer names a user.
       if (isForeignKeyViolation(error)) throw new Unauthorized();
       throw error;
     }
   }
 }
+
+const isInt32 = (value: number) => Number.isSafeInteger(value) && value >= 0 && value < 2 ** 31;
 
 function found<T>(record: T | undefined): T {
   if (record === undefined) throw new NotFound(NO_SUCH_RECORD);

@@ -5,6 +5,9 @@ import { recordIdOfKey, SHARDS } from '../storage/keys.js';
 import type { Logger } from './logger.js';
 import { audioKey } from './stored-audio.js';
 
+/** What the check needs of the records repository. */
+type CheckedRecords = Pick<RecordRepository, 'inShard' | 'existingRecordIds' | 'deleteByRecordIds'>;
+
 export interface StorageCheckOptions {
   /** Delete orphan files (files without a row, older than `orphanMinAgeMs`). */
   readonly removeOrphanFiles: boolean;
@@ -50,7 +53,7 @@ interface IdList {
  * serves: every finding is confirmed again just before it is acted on.
  */
 export async function checkStorage(
-  records: RecordRepository,
+  records: CheckedRecords,
   blobs: BlobStore,
   options: StorageCheckOptions,
 ): Promise<StorageReport> {
@@ -140,10 +143,10 @@ export interface BackgroundCheck {
 /**
  * The start-up form: runs in the background without delaying readiness, removes orphan files older than
  * `orphanMinAgeMs` (left by a crash between the file's rename and its row's insert) and only logs rows
- * whose file is missing, which need a person (or `npm run check-storage -- --repair`).
+ * whose file is missing, which need a person (or `node dist/check-storage.js --repair`).
  */
 export function startStorageCheck(
-  records: RecordRepository,
+  records: CheckedRecords,
   blobs: BlobStore,
   orphanMinAgeMs: number,
   log: Logger,
@@ -160,7 +163,9 @@ export function startStorageCheck(
       if (report.rowsWithoutFile.count > 0) {
         log.error(
           { rowsWithoutFile: report.rowsWithoutFile.count, sample: report.rowsWithoutFile.sample },
-          'storage check: records whose MP3 file is missing; run `npm run check-storage -- --repair` to drop them',
+          'storage check: records whose MP3 file is missing; to drop them, run `node dist/check-storage.js --repair` ' +
+            '(Docker Compose: `docker compose exec api node dist/check-storage.js --repair`; with the embedded ' +
+            'PGlite database, stop the service first)',
         );
       }
       log.info(

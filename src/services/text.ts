@@ -24,6 +24,8 @@ export function cleanOptionalText(value: string | undefined, name: string, maxLe
 
 /** The last path segment of an uploaded file name, without control characters; for display only. */
 export function cleanFilename(filename: string | undefined): string | null {
-  const base = filename?.split(/[/\\]/).pop()?.replace(/\p{C}/gu, '').trim().slice(0, 255);
+  const name = filename?.split(/[/\\]/).pop()?.replace(/\p{C}/gu, '').trim();
+  // Cut by code points, so that a character outside the BMP is never split into a lone surrogate.
+  const base = name === undefined ? undefined : [...name].slice(0, 255).join('');
   return base === undefined || base === '' ? null : base;
 }

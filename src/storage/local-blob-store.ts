@@ -58,7 +58,13 @@ export class LocalBlobStore implements BlobStore {
       if (isNotFound(error)) return undefined;
       throw error;
     }
-    const info = await file.stat();
+    let info;
+    try {
+      info = await file.stat();
+    } catch (error) {
+      await file.close();
+      throw error;
+    }
     return {
       sizeBytes: info.size,
       modifiedAt: info.mtime,

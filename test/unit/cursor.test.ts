@@ -72,6 +72,15 @@ describe('cursor codec', () => {
     expect(() => decodeCursor(cursor)).toThrow(InvalidInput);
   });
 
+  // Buffer.from(…, 'base64url') skips characters outside the alphabet: without a check, a real cursor with
+  // '!', spaces or '=' padding mixed in would still decode to the same position.
+  it('rejects a real cursor with characters outside the base64url alphabet mixed in', () => {
+    const cursor = encodeCursor({ createdAt: TIMESTAMP, id: 42 });
+    for (const tampered of [`${cursor.slice(0, 8)}!${cursor.slice(8)}`, `${cursor}!!!!`, `${cursor}==`]) {
+      expect(() => decodeCursor(tampered), tampered).toThrow(InvalidInput);
+    }
+  });
+
   it('rejects arbitrary strings with InvalidInput and nothing else (property)', () => {
     fc.assert(
       fc.property(fc.string(), (text) => {

@@ -1,31 +1,60 @@
 import { describe, expect, it } from 'vitest';
 import { mp3Output, type Mp3Encoding } from '../../src/media/outputs.js';
-import { ffmpegArguments } from '../../src/media/transcoder.js';
+import { ffmpegArguments, type TranscodeJob } from '../../src/media/transcoder.js';
+import type { PcmSampleFormat } from '../../src/media/wav.js';
 
 const VBR: Mp3Encoding = { vbrQuality: 2, bitrateKbps: undefined, compressionLevel: undefined };
 
-function argumentsFor(encoding: Mp3Encoding, source = { sampleRate: 44100, channels: 2 }, outputPath = '/tmp/out.mp3') {
+function argumentsFor(
+  encoding: Mp3Encoding,
+  input: TranscodeJob['input'] = { sampleFormat: 's16le', sampleRate: 44100, channels: 2 },
+  outputPath = '/tmp/out.mp3',
+  maxDurationSeconds = 21_600,
+) {
   const output = mp3Output(encoding);
-  return ffmpegArguments({ input: { demuxer: 'wav' }, output, shape: output.shapeFor(source) }, outputPath);
+  return ffmpegArguments({ input, output, shape: output.shapeFor(input), maxDurationSeconds }, outputPath);
 }
 
-/** The value following `option`, which must occur exactly once. */
+/** The arguments before `-i pipe:0` (input options) and after it (output options). */
+function split(args: string[]) {
+  const at = args.indexOf('-i');
+  expect(args[at + 1]).toBe('pipe:0');
+  expect(args.filter((arg) => arg === '-i')).toHaveLength(1);
+  return { input: args.slice(0, at), output: args.slice(at + 2) };
+}
+
+/** The value following `option`, which must occur exactly once in `args`. */
 function valueOf(args: string[], option: string): string | undefined {
-  expect(args.filter((arg) => arg === option), option).toHaveLength(1);
+  expect(
+    args.filter((arg) => arg === option),
+    option,
+  ).toHaveLength(1);
   return args[args.indexOf(option) + 1];
 }
 
 describe('ffmpegArguments', () => {
-  it('forces the WAV demuxer and reads only from the stdin pipe', () => {
-    const args = argumentsFor(VBR);
-    const input = args.indexOf('-i');
-    expect(args[input + 1]).toBe('pipe:0');
-    expect(args.filter((arg) => arg === '-i')).toHaveLength(1);
-    // Input options come before -i to apply to the input.
-    expect(args.indexOf('-f')).toBeLessThan(input);
-    expect(args[args.indexOf('-f') + 1]).toBe('wav');
-    expect(args.indexOf('-protocol_whitelist')).toBeLessThan(input);
-    expect(args[args.indexOf('-protocol_whitelist') + 1]).toBe('pipe');
+  it('reads raw samples of a forced format, rate and channel count from the stdin pipe only', () => {
+    const { input } = split(argumentsFor(VBR, { sampleFormat: 's24le', sampleRate: 96000, channels: 6 }));
+    expect(valueOf(input, '-f')).toBe('s24le');
+    expect(valueOf(input, '-ar')).toBe('96000');
+    expect(valueOf(input, '-ac')).toBe('6');
+    expect(valueOf(input, '-protocol_whitelist')).toBe('pipe');
+    expect(valueOf(input, '-probesize')).toBe('32');
+    expect(valueOf(input, '-analyzeduration')).toBe('0');
+    expect(input).toContain('-nostdin');
+  });
+
+  it.each(['u8', 's16le', 's24le', 's32le', 'f32le', 'f64le', 'alaw', 'mulaw'] satisfies PcmSampleFormat[])(
+    'forces the raw demuxer %s',
+    (sampleFormat) => {
+      const { input } = split(argumentsFor(VBR, { sampleFormat, sampleRate: 8000, channels: 1 }));
+      expect(valueOf(input, '-f')).toBe(sampleFormat);
+    },
+  );
+
+  it('caps single allocations before the input is opened', () => {
+    const { input } = split(argumentsFor(VBR));
+    expect(Number(valueOf(input, '-max_alloc'))).toBeGreaterThan(0);
   });
 
   it('writes the output through the file: protocol as the last argument, after -y', () => {
@@ -37,18 +66,17 @@ describe('ffmpegArguments', () => {
     expect(argumentsFor(VBR, undefined, 'http://x/y').at(-1)).toBe('file:http://x/y');
   });
 
-  it('keeps only the first audio stream and no metadata', () => {
-    const args = argumentsFor(VBR);
-    expect(valueOf(args, '-map')).toBe('0:a:0');
-    expect(valueOf(args, '-map_metadata')).toBe('-1');
+  it('keeps only the first audio stream, no metadata, and at most the duration limit', () => {
+    const { output } = split(argumentsFor(VBR, undefined, undefined, 3600));
+    expect(valueOf(output, '-map')).toBe('0:a:0');
+    expect(valueOf(output, '-map_metadata')).toBe('-1');
+    expect(valueOf(output, '-t')).toBe('3600');
   });
 
-  it('encodes MP3 into the mp3 muxer, after the input', () => {
-    const args = argumentsFor(VBR);
-    expect(valueOf(args, '-c:a')).toBe('libmp3lame');
-    const formats = args.flatMap((arg, index) => (arg === '-f' ? [args[index + 1]] : []));
-    expect(formats).toEqual(['wav', 'mp3']);
-    expect(args.lastIndexOf('-f')).toBeGreaterThan(args.indexOf('-i'));
+  it('encodes with LAME into the mp3 muxer', () => {
+    const { output } = split(argumentsFor(VBR));
+    expect(valueOf(output, '-c:a')).toBe('libmp3lame');
+    expect(valueOf(output, '-f')).toBe('mp3');
   });
 
   it('VBR uses -q:a and no bitrate', () => {
@@ -70,17 +98,17 @@ describe('ffmpegArguments', () => {
   });
 
   it('one encoder thread, no ID3 tag, a Xing frame', () => {
-    const args = argumentsFor(VBR);
-    expect(valueOf(args, '-threads')).toBe('1');
-    expect(valueOf(args, '-id3v2_version')).toBe('0');
-    expect(valueOf(args, '-write_xing')).toBe('1');
+    const { output } = split(argumentsFor(VBR));
+    expect(valueOf(output, '-threads')).toBe('1');
+    expect(valueOf(output, '-id3v2_version')).toBe('0');
+    expect(valueOf(output, '-write_xing')).toBe('1');
   });
 
-  it('takes the channels and rate from the output shape', () => {
-    const args = argumentsFor(VBR, { sampleRate: 96000, channels: 6 });
-    expect(valueOf(args, '-ac')).toBe('2');
-    expect(valueOf(args, '-ar')).toBe('48000');
-    const mono = argumentsFor(VBR, { sampleRate: 8000, channels: 1 });
+  it('takes the output channels and rate from the output shape', () => {
+    const { output } = split(argumentsFor(VBR, { sampleFormat: 's24le', sampleRate: 96000, channels: 6 }));
+    expect(valueOf(output, '-ac')).toBe('2');
+    expect(valueOf(output, '-ar')).toBe('48000');
+    const mono = split(argumentsFor(VBR, { sampleFormat: 'u8', sampleRate: 8000, channels: 1 })).output;
     expect(valueOf(mono, '-ac')).toBe('1');
     expect(valueOf(mono, '-ar')).toBe('8000');
   });

@@ -63,14 +63,17 @@ describe('publicBase', () => {
   });
 
   it('brackets an IPv6 local address and unwraps an IPv4-mapped one', () => {
-    expect(publicBase(undefined, requestWith({ protocol: 'http', host: '', localAddress: '::1', localPort: 8000 }))).toBe(
-      'http://[::1]:8000',
-    );
+    expect(
+      publicBase(undefined, requestWith({ protocol: 'http', host: '', localAddress: '::1', localPort: 8000 })),
+    ).toBe('http://[::1]:8000');
     expect(
       publicBase(undefined, requestWith({ protocol: 'https', host: '', localAddress: '2001:db8::5', localPort: 443 })),
     ).toBe('https://[2001:db8::5]:443');
     expect(
-      publicBase(undefined, requestWith({ protocol: 'http', host: '', localAddress: '::ffff:127.0.0.1', localPort: 80 })),
+      publicBase(
+        undefined,
+        requestWith({ protocol: 'http', host: '', localAddress: '::ffff:127.0.0.1', localPort: 80 }),
+      ),
     ).toBe('http://127.0.0.1:80');
   });
 

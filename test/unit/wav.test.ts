@@ -108,11 +108,17 @@ function rejection(run: () => unknown): AudioRejection {
 }
 
 describe('parseWavHeader: accepted variants', () => {
-  it.each([8, 16, 24, 32])('PCM %i-bit', (bits) => {
+  it.each([
+    [8, 'u8'],
+    [16, 's16le'],
+    [24, 's24le'],
+    [32, 's32le'],
+  ] as const)('PCM %i-bit is %s', (bits, sampleFormat) => {
     const format = parse(wav({ bits, channels: 2, rate: 44100 }));
     expect(format).toEqual({
       container: 'RIFF',
       formatTag: TAG.pcm,
+      sampleFormat,
       channels: 2,
       sampleRate: 44100,
       blockAlign: (2 * bits) / 8,
@@ -123,30 +129,37 @@ describe('parseWavHeader: accepted variants', () => {
     });
   });
 
-  it.each([32, 64])('IEEE float %i-bit', (bits) => {
+  it.each([
+    [32, 'f32le'],
+    [64, 'f64le'],
+  ] as const)('IEEE float %i-bit is %s', (bits, sampleFormat) => {
     const format = parse(wav({ tag: TAG.float, bits, channels: 1, rate: 48000 }));
     expect(format.formatTag).toBe(TAG.float);
+    expect(format.sampleFormat).toBe(sampleFormat);
     expect(format.bitsPerSample).toBe(bits);
     expect(format.bytesPerSecond).toBe(48000 * (bits / 8));
   });
 
   it.each([
-    ['A-law', TAG.alaw],
-    ['µ-law', TAG.mulaw],
-  ])('%s 8-bit', (_name, tag) => {
+    ['A-law', TAG.alaw, 'alaw'],
+    ['µ-law', TAG.mulaw, 'mulaw'],
+  ] as const)('%s 8-bit', (_name, tag, sampleFormat) => {
     const format = parse(wav({ tag, bits: 8, channels: 1, rate: 8000 }));
     expect(format.formatTag).toBe(tag);
+    expect(format.sampleFormat).toBe(sampleFormat);
     expect(format.bytesPerSecond).toBe(8000);
   });
 
   it('WAVE_FORMAT_EXTENSIBLE reports its sub-format as the format tag', () => {
     const pcm = parse(wav({ extensible: true, tag: TAG.pcm, bits: 24, channels: 2, rate: 48000 }));
     expect(pcm.formatTag).toBe(TAG.pcm);
+    expect(pcm.sampleFormat).toBe('s24le');
     expect(pcm.blockAlign).toBe(6);
     expect(pcm.dataOffset).toBe(12 + 8 + 40 + 8);
 
     const float = parse(wav({ extensible: true, tag: TAG.float, bits: 32, channels: 1 }));
     expect(float.formatTag).toBe(TAG.float);
+    expect(float.sampleFormat).toBe('f32le');
   });
 
   it('extensible sub-formats are checked like plain ones', () => {
@@ -169,11 +182,29 @@ describe('parseWavHeader: accepted variants', () => {
 
   it('a ds64 size beyond 4 GiB is read exactly, and judged against the duration limit', () => {
     const fiveGiB = 5n * 1024n ** 3n;
-    const build = () =>
-      riff([ds64(fiveGiB), chunk('fmt ', fmtBody()), chunkHeader('data', 0xffffffff)], 'RF64');
+    const build = () => riff([ds64(fiveGiB), chunk('fmt ', fmtBody()), chunkHeader('data', 0xffffffff)], 'RF64');
     // 5 GiB of 44.1 kHz 16-bit stereo is about 8.5 hours.
     expect(parse(build(), false, 10 * 3600).declaredDataBytes).toBe(Number(fiveGiB));
     expect(rejection(() => parse(build(), false, 8 * 3600))).toBe('too-long');
+  });
+
+  it('in RF64 the ds64 size wins even when the data chunk carries a size of its own', () => {
+    const bytes = riff([ds64(5000n), chunk('fmt ', fmtBody()), chunkHeader('data', 64), Buffer.alloc(64)], 'RF64');
+    expect(parse(bytes).declaredDataBytes).toBe(5000);
+  });
+
+  it('a plain RIFF ignores a ds64 chunk', () => {
+    const bytes = riff([ds64(5000n), chunk('fmt ', fmtBody()), chunkHeader('data', 64), Buffer.alloc(64)]);
+    expect(parse(bytes).declaredDataBytes).toBe(64);
+    const unknown = riff([ds64(5000n), chunk('fmt ', fmtBody()), chunkHeader('data', 0xffffffff)]);
+    expect(parse(unknown).declaredDataBytes).toBeUndefined();
+  });
+
+  it('only the first fmt chunk counts', () => {
+    const second = chunk('fmt ', fmtBody({ channels: 9, rate: 1 }));
+    const format = parse(wav({ channels: 1, rate: 22050 }, { before: [second] }));
+    expect(format.channels).toBe(1);
+    expect(format.sampleRate).toBe(22050);
   });
 
   it('an RF64 without a ds64 chunk has an unknown data size', () => {
@@ -216,18 +247,14 @@ describe('parseWavHeader: accepted variants', () => {
     expect(parse(wav({ rate: 192_000 })).sampleRate).toBe(192_000);
   });
 
-  it('for PCM the byte rate follows from the layout, not from the byte-rate field', () => {
+  it('the byte rate follows from the layout, not from the byte-rate field', () => {
     const format = parse(wav({ channels: 1, bits: 8, rate: 8000, byteRate: 0xffffffff }));
     expect(format.bytesPerSecond).toBe(8000);
     // Seven hours at 8000 bytes/s: a lying byte rate must not hide it.
     const long = wav({ channels: 1, bits: 8, rate: 8000, byteRate: 0xffffffff }, { declaredDataSize: 8000 * 7 * 3600 });
     expect(rejection(() => parse(long))).toBe('too-long');
-  });
-
-  it('for other encodings the byte-rate field is the byte rate', () => {
-    const format = parse(wav({ tag: 0x0055, channels: 2, bits: 0, blockAlign: 1, byteRate: 16_000 }));
-    expect(format.formatTag).toBe(0x0055);
-    expect(format.bytesPerSecond).toBe(16_000);
+    // A byte-rate field of zero is just as irrelevant.
+    expect(parse(wav({ channels: 2, bits: 16, rate: 8000, byteRate: 0 })).bytesPerSecond).toBe(32_000);
   });
 });
 
@@ -278,11 +305,12 @@ describe('parseWavHeader: rejected input', () => {
     ['16-bit A-law', () => parse(wav({ tag: TAG.alaw, bits: 16 })), 'undecodable'],
     ['16-bit µ-law', () => parse(wav({ tag: TAG.mulaw, bits: 16 })), 'undecodable'],
     ['block align lying', () => parse(wav({ channels: 2, bits: 16, blockAlign: 3 })), 'undecodable'],
-    [
-      'zero byte rate on a non-PCM tag',
-      () => parse(wav({ tag: 0x1234, bits: 16, byteRate: 0 })),
-      'unsupported-format',
-    ],
+    // Only PCM, float, A-law and µ-law reach ffmpeg: every other codec tag is refused, whatever its byte rate.
+    ['an unknown codec 0x1234', () => parse(wav({ tag: 0x1234, bits: 16 })), 'undecodable'],
+    ['an unknown codec with a zero byte rate', () => parse(wav({ tag: 0x1234, bits: 16, byteRate: 0 })), 'undecodable'],
+    ['MP3 in WAV (0x0055)', () => parse(wav({ tag: 0x0055, bits: 0, blockAlign: 1 })), 'undecodable'],
+    ['IMA ADPCM (0x0011)', () => parse(wav({ tag: 0x0011, bits: 4, blockAlign: 512 })), 'undecodable'],
+    ['extensible with an unknown sub-format', () => parse(wav({ extensible: true, tag: 0x0002 })), 'undecodable'],
     [
       'no data within 1 MiB',
       // Only the header of a 1 MiB JUNK chunk: its size alone puts the data out of reach.
@@ -330,9 +358,7 @@ describe('parseWavHeader: rejected input', () => {
 
     it('ending before the fmt chunk is complete is not a WAV', () => {
       expect(parseWavHeader(full.subarray(0, 12 + 8 + 10), LIMITS)).toBeUndefined();
-      expect(rejection(() => parseWavHeader(full.subarray(0, 12 + 8 + 10), LIMITS, true))).toBe(
-        'unsupported-format',
-      );
+      expect(rejection(() => parseWavHeader(full.subarray(0, 12 + 8 + 10), LIMITS, true))).toBe('unsupported-format');
       expect(rejection(() => parseWavHeader(full.subarray(0, 12), LIMITS, true))).toBe('unsupported-format');
     });
 

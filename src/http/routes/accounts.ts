@@ -32,6 +32,7 @@ export const accountRoutes: FastifyPluginAsyncTypebox<{ accounts: AccountService
       config:
         userCreations > 0
           ? {
+              privateResponse: true,
               rateLimit: {
                 max: userCreations,
                 timeWindow: windowMs,
@@ -42,7 +43,7 @@ export const accountRoutes: FastifyPluginAsyncTypebox<{ accounts: AccountService
                   ),
               },
             }
-          : {},
+          : { privateResponse: true },
     },
     async (request) => {
       const created = await accounts.create(request.query.username);

@@ -13,29 +13,28 @@ export const recordLinkRoutes: FastifyPluginAsyncTypebox<{ recordings: Recording
   app,
   { recordings, views },
 ) => {
-  app.get(
-    '/record',
-    {
-      schema: {
-        tags: ['records'],
-        summary: 'Download a recording',
-        description:
-          'Streams the MP3 (with Range and conditional requests). No token is needed: the two ids are the ' +
-          'capability. A client whose `Accept` prefers `application/json` gets the record’s metadata instead.',
-        querystring: DownloadQuery,
-        produces: ['audio/mpeg', JSON_TYPE],
-        response: {
-          200: {
-            description: 'The MP3, or its metadata as JSON.',
-            content: { 'audio/mpeg': AUDIO, [JSON_TYPE]: { schema: RecordMetadata } },
-          },
-          206: { description: 'One byte range of the MP3.', content: { 'audio/mpeg': AUDIO } },
-          304: { description: 'Not modified.', type: 'null' },
-          ...problemResponses(400, 404, 416),
+  app.route({
+    method: ['GET', 'HEAD'],
+    url: '/record',
+    schema: {
+      tags: ['records'],
+      summary: 'Download a recording',
+      description:
+        'Streams the MP3 (with Range and conditional requests). No token is needed: the two ids are the ' +
+        'capability. A client whose `Accept` prefers `application/json` gets the record’s metadata instead.',
+      querystring: DownloadQuery,
+      produces: ['audio/mpeg', JSON_TYPE],
+      response: {
+        200: {
+          description: 'The MP3, or its metadata as JSON.',
+          content: { 'audio/mpeg': AUDIO, [JSON_TYPE]: { schema: RecordMetadata } },
         },
+        206: { description: 'One byte range of the MP3.', content: { 'audio/mpeg': AUDIO } },
+        304: { description: 'Not modified.', type: 'null' },
+        ...problemResponses(400, 404, 416),
       },
     },
-    async (request, reply) => {
+    handler: async (request, reply) => {
       const record = await recordings.findByLink(
         request.query.record_id.toLowerCase(),
         request.query.user_id.toLowerCase(),
@@ -52,5 +51,5 @@ export const recordLinkRoutes: FastifyPluginAsyncTypebox<{ recordings: Recording
         downloadName: downloadNameOf(record),
       });
     },
-  );
+  });
 };

@@ -40,7 +40,7 @@ export const recordingRoutes: FastifyPluginAsyncTypebox<{
         security: TOKEN_SECURITY,
         response: { 200: RecordUrl, ...problemResponses(400, 401, 413, 415, 422, 503) },
       },
-      config: { auth: 'owner' },
+      config: { auth: 'owner', streamedBody: true },
       // A full service refuses at once, before the database or the body: the cheapest possible 503.
       onRequest: async () => recordings.refuseIfBusy(),
     },
