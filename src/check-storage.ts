@@ -34,7 +34,8 @@ async function main(): Promise<number> {
   }
   const orphanMinAgeMs = minAge === undefined ? config.storageCheck.orphanMinAgeMs : Number(minAge) * 1000;
 
-  const services = await createServices(config);
+  // A report changes nothing, the schema included; the service migrates at its start.
+  const services = await createServices(config, { migrate: false, poolSize: 2 });
   try {
     const report = await checkStorage(services.records, services.blobs, {
       removeOrphanFiles: values.repair,

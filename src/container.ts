@@ -38,22 +38,26 @@ export interface Services {
 export interface ServiceOptions {
   /** Where logs go (tests capture them); stdout by default. */
   readonly logStream?: NodeJS.WritableStream;
+  /** Apply pending migrations (default); a report-only tool leaves the schema alone. */
+  readonly migrate?: boolean;
+  /** Most database connections; by default enough for every conversion slot twice. */
+  readonly poolSize?: number;
 }
 
 /**
  * The one place that builds repositories, storage, media and services from a Config, for the server,
- * the command-line tools, the benchmarks and the tests alike. Opens the database and applies pending
- * migrations; nothing is read from the environment here, so tests can build many side by side.
+ * the command-line tools, the benchmarks and the tests alike. Opens the database and (unless told not to)
+ * applies pending migrations; nothing is read from the environment here, so tests can build many side by side.
  */
 export async function createServices(config: Config, options: ServiceOptions = {}): Promise<Services> {
   const logger = createLogger(config, options.logStream);
   const database = await openDatabase({
     databaseUrl: config.databaseUrl,
     dataDir: config.dataDir,
-    poolSize: Math.max(10, config.convertConcurrency * 2),
+    poolSize: options.poolSize ?? Math.max(10, config.convertConcurrency * 2),
   });
   try {
-    await database.migrate();
+    if (options.migrate !== false) await database.migrate();
   } catch (error) {
     await database.close();
     throw error;
@@ -94,6 +98,7 @@ export async function createServices(config: Config, options: ServiceOptions = {
       quota,
       caps: new UploadCaps({ perUser: config.maxUploadsPerUser, perAddress: config.maxUploadsPerAddress }),
       minFreeDiskBytes: config.minFreeDiskBytes,
+      freeDiskBytes: async () => Math.min(await scratch.freeBytes(), await blobs.freeBytes()),
     }),
     converterReady: () => (converterCheck ??= checkFfmpeg(config.ffmpegPath)),
     close: () => database.close(),

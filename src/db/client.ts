@@ -1,4 +1,5 @@
-import { mkdir, open, readFile, rm } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
+import { link, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PGlite } from '@electric-sql/pglite';
@@ -71,48 +72,81 @@ async function openPglite(directory: string): Promise<DatabaseHandle> {
   };
 }
 
-export class DatabaseInUseError extends Error {
+class DatabaseInUseError extends Error {
   override name = 'DatabaseInUseError';
+}
+
+// Lock files this process holds. Process-wide on purpose: a second open of the same folder from this
+// process must fail like one from another process, and a lock holding our own pid is otherwise taken
+// for a leftover of an earlier life (pid 1 in a restarted container).
+const heldLocks = new Set<string>();
+
+interface LockContent extends ProcessOwner {
+  /** Tells this holder's lock from a later one, so that a release never removes someone else's. */
+  readonly token: string;
 }
 
 /**
  * PGlite is one process's database: a second process opening the same folder (a migration or a storage
  * repair while the service runs) corrupts it. A lock file holding the owner's host and pid keeps the
- * second one out; a lock left by a process that no longer runs is taken over.
+ * second one out; a lock left by a process that no longer runs is taken over. The file appears whole
+ * (written aside, then hard-linked into place), so nobody ever reads a half-written lock.
  */
 async function lockExclusively(path: string): Promise<() => Promise<void>> {
-  const me = currentProcess();
+  if (heldLocks.has(path)) throw inUse(path, currentProcess());
+  const mine: LockContent = { ...currentProcess(), token: randomUUID() };
   for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const file = await open(path, 'wx');
-      await file.writeFile(JSON.stringify(me));
-      await file.close();
-      return () => rm(path, { force: true });
-    } catch (error) {
-      if (!(error instanceof Error && 'code' in error && error.code === 'EEXIST')) throw error;
+    if (await placeLock(path, mine)) {
+      heldLocks.add(path);
+      return async () => {
+        heldLocks.delete(path);
+        if ((await readLock(path))?.token === mine.token) await rm(path, { force: true });
+      };
     }
-    const owner = await readLockOwner(path);
-    if (owner !== undefined && mayStillRun(owner)) {
-      throw new DatabaseInUseError(
-        `The embedded database ${path.replace(/\.lock$/, '')} is in use by process ${owner.pid} on ${owner.host}. ` +
-          'Stop it first, or use DATABASE_URL (PostgreSQL) to run several processes. If that process is gone ' +
-          `(another machine or container that shared this folder), delete ${path}.`,
-      );
-    }
+    const owner = await readLock(path);
+    if (owner !== undefined && mayStillRun(owner)) throw inUse(path, owner);
+    // The owner is gone. Of two processes taking over at once, the second may remove the first's new
+    // lock; both then fail the check below and neither opens the database.
     await rm(path, { force: true });
   }
   throw new DatabaseInUseError(`Could not lock the embedded database: ${path} keeps reappearing.`);
 }
 
-async function readLockOwner(path: string): Promise<ProcessOwner | undefined> {
+/** Creates the lock file with `content`, atomically; false when one exists already. */
+async function placeLock(path: string, content: LockContent): Promise<boolean> {
+  const draft = `${path}.${content.pid}.${content.token}`;
+  await writeFile(draft, JSON.stringify(content));
+  try {
+    await link(draft, path);
+  } catch (error) {
+    if (error instanceof Error && 'code' in error && error.code === 'EEXIST') return false;
+    throw error;
+  } finally {
+    await rm(draft, { force: true });
+  }
+  return (await readLock(path))?.token === content.token;
+}
+
+function inUse(path: string, owner: ProcessOwner): DatabaseInUseError {
+  return new DatabaseInUseError(
+    `The embedded database ${path.replace(/\.lock$/, '')} is in use by process ${owner.pid} on ${owner.host}. ` +
+      'Stop it first, or use DATABASE_URL (PostgreSQL) to run several processes. If that process is gone ' +
+      `(another machine or container that shared this folder), delete ${path}.`,
+  );
+}
+
+async function readLock(path: string): Promise<LockContent | undefined> {
   try {
     const parsed: unknown = JSON.parse(await readFile(path, 'utf8'));
     if (typeof parsed !== 'object' || parsed === null) return undefined;
     const host: unknown = Reflect.get(parsed, 'host');
     const pid: unknown = Reflect.get(parsed, 'pid');
-    return typeof host === 'string' && typeof pid === 'number' ? { host, pid } : undefined;
+    const token: unknown = Reflect.get(parsed, 'token');
+    return typeof host === 'string' && typeof pid === 'number' && typeof token === 'string'
+      ? { host, pid, token }
+      : undefined;
   } catch {
-    return undefined; // unreadable or half-written: treated as stale
+    return undefined; // unreadable: a lock nobody can be holding
   }
 }
 

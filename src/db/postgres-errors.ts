@@ -41,3 +41,23 @@ export function isUniqueViolation(error: unknown): boolean {
 export function isForeignKeyViolation(error: unknown): boolean {
   return causes(error).some((cause) => codeOf(cause) === '23503');
 }
+
+// The connection broke after the statement may have reached the server: whether it committed is unknown.
+const OUTCOME_UNKNOWN_CODES = new Set([
+  'CONNECTION_CLOSED',
+  'CONNECTION_DESTROYED',
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+]);
+
+/**
+ * True when a write failed in a way that leaves its outcome unknown (the connection was lost mid-way), as
+ * opposed to a definite failure: a refused connection, or an error the server answered with.
+ */
+export function isOutcomeUnknown(error: unknown): boolean {
+  return causes(error).some((cause) => {
+    const code = codeOf(cause);
+    return code !== undefined && OUTCOME_UNKNOWN_CODES.has(code);
+  });
+}

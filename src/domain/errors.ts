@@ -48,9 +48,9 @@ export class UploadTooLarge extends DomainError {
   override name = 'UploadTooLarge';
 }
 
-/** The client stopped sending its upload. */
-export class UploadStalled extends DomainError {
-  override name = 'UploadStalled';
+/** A request body (an upload, or any other) stopped arriving, or arrives too slowly to be honest. */
+export class BodyTooSlow extends DomainError {
+  override name = 'BodyTooSlow';
 }
 
 export type AudioRejection =

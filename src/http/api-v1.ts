@@ -1,5 +1,7 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, onRequestAsyncHookHandler } from 'fastify';
+import type { Config } from '../config.js';
 import type { Services } from '../container.js';
+import { RateLimited } from '../domain/errors.js';
 import { RecordViews } from './record-views.js';
 import { accountRoutes } from './routes/accounts.js';
 import { recordLinkRoutes } from './routes/record-links.js';
@@ -11,6 +13,7 @@ const API_PREFIXES = ['/api/v1', '/api_v1'] as const;
 export async function registerApiV1(app: FastifyInstance, services: Services): Promise<void> {
   const { accounts, recordings, config } = services;
   const views = new RecordViews(config.publicUrl);
+  const limitUserCreation = userCreationLimit(app, config);
   for (const prefix of API_PREFIXES) {
     await app.register(
       async (api) => {
@@ -20,11 +23,26 @@ export async function registerApiV1(app: FastifyInstance, services: Services): P
             route.schema = { ...route.schema, hide: true };
           });
         }
-        await api.register(accountRoutes, { accounts, config });
+        await api.register(accountRoutes, { accounts, limitUserCreation });
         await api.register(recordingRoutes, { recordings, views, config });
         await api.register(recordLinkRoutes, { recordings, views });
       },
       { prefix },
     );
   }
+}
+
+/** One limit (one counter per client) for user creation under both prefixes, or none when it is off. */
+function userCreationLimit(app: FastifyInstance, config: Config): onRequestAsyncHookHandler | undefined {
+  const { userCreations, windowMs } = config.rateLimit;
+  if (userCreations === 0) return undefined;
+  return app.rateLimit({
+    max: userCreations,
+    timeWindow: windowMs,
+    errorResponseBuilder: (_request, context) =>
+      new RateLimited(
+        `Too many users created from this client; try again in ${context.after}.`,
+        Math.max(1, Math.ceil(context.ttl / 1000)),
+      ),
+  });
 }

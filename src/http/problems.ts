@@ -12,7 +12,7 @@ import {
   RateLimited,
   Unauthorized,
   Unavailable,
-  UploadStalled,
+  BodyTooSlow,
   UploadTooLarge,
   UsernameTaken,
   type AudioRejection,
@@ -44,7 +44,7 @@ function kindOf(error: DomainError): ProblemKind {
     return { status: 401, type: 'about:blank', headers: { 'www-authenticate': 'Bearer' } };
   if (error instanceof NotFound) return { status: 404, type: 'about:blank' };
   // The client may still be sending: closing the connection is the only way to stop it.
-  if (error instanceof UploadStalled) return { status: 408, type: 'about:blank', headers: { connection: 'close' } };
+  if (error instanceof BodyTooSlow) return { status: 408, type: 'about:blank', headers: { connection: 'close' } };
   if (error instanceof UsernameTaken) return { status: 409, type: 'about:blank' };
   if (error instanceof UploadTooLarge) return { status: 413, type: 'about:blank' };
   if (error instanceof QuotaExceeded) return { status: 413, type: '/problems/quota-exceeded' };

@@ -6,7 +6,7 @@ import helmet from '@fastify/helmet';
 import rateLimit, { normalizeIP } from '@fastify/rate-limit';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Config } from '../config.js';
-import { RateLimited, Unavailable, UploadStalled } from '../domain/errors.js';
+import { BodyTooSlow, RateLimited, Unavailable } from '../domain/errors.js';
 import { problemDocument, sendProblem, toProblem } from './problems.js';
 
 // How many clients the failure counter remembers at most; the oldest are forgotten first.
@@ -58,7 +58,7 @@ export async function registerProtection(app: FastifyInstance, config: Config): 
   });
   registerAuthFailureLimit(app, config);
 
-  // Only routes that set `config.rateLimit` are limited.
+  // Nothing is limited by default: a route takes a handler from `app.rateLimit(…)` as its own onRequest.
   await app.register(rateLimit, { global: false });
 }
 
@@ -84,7 +84,8 @@ function registerConnectionLimits(app: FastifyInstance, config: Config): void {
   if (perAddress === 0) return;
   const open = new Map<string, number>();
   app.server.on('connection', (socket: Socket) => {
-    const address = socket.remoteAddress ?? '';
+    // IPv6 clients by their /64, as the rate limits count them: one subscriber usually holds all of it.
+    const address = normalizeIP(socket.remoteAddress ?? '', 64);
     const count = (open.get(address) ?? 0) + 1;
     if (count > perAddress) {
       socket.destroy();
@@ -104,6 +105,15 @@ function registerConnectionLimits(app: FastifyInstance, config: Config): void {
  * its connection is cut: a client announcing a body and never sending it must not hold a socket forever.
  */
 function registerBodyDeadline(app: FastifyInstance, timeoutMs: number): void {
+  // An upload answered before its body was read (401, 503, 413, 429, 507…): Node reads and drops the rest so
+  // the connection can serve again, but only for as long as any other body may take.
+  app.addHook('onResponse', async (request) => {
+    const raw = request.raw;
+    if (request.routeOptions.config.streamedBody !== true || raw.complete) return;
+    const timer = setTimeout(() => raw.socket?.destroy(), timeoutMs).unref();
+    raw.once('end', () => clearTimeout(timer));
+    raw.once('close', () => clearTimeout(timer));
+  });
   app.addHook('onRequest', async (request) => {
     const raw = request.raw;
     if (request.routeOptions.config.streamedBody === true || raw.complete) return;
@@ -111,7 +121,7 @@ function registerBodyDeadline(app: FastifyInstance, timeoutMs: number): void {
     if ((length === undefined || length === '0') && raw.headers['transfer-encoding'] === undefined) return;
     const timer = setTimeout(() => {
       if (raw.complete || raw.destroyed) return;
-      const stalled = new UploadStalled(`The request body did not arrive within ${timeoutMs / 1000} seconds.`);
+      const stalled = new BodyTooSlow(`The request body did not arrive within ${timeoutMs / 1000} seconds.`);
       request.log.info({ timeoutMs }, 'request body too slow: cutting it');
       // A body parser waiting for the body answers 408; a route that never reads it just loses the socket.
       if (raw.listenerCount('error') > 0) raw.emit('error', stalled);
@@ -134,11 +144,9 @@ function registerResponseIdleTimeout(app: FastifyInstance, timeoutMs: number): v
       watched.add(socket);
       socket.on('timeout', () => socket.destroy());
     }
+    // Node replaces this with its keep-alive timeout once the response is finished.
     socket.setTimeout(timeoutMs);
     return payload;
-  });
-  app.addHook('onResponse', async (request) => {
-    request.raw.socket?.setTimeout(0);
   });
 }
 

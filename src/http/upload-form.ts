@@ -14,6 +14,8 @@ export interface UploadFormLimits {
 }
 
 const FILE_FIELD = 'file';
+// Files under other names are read and dropped; a form has no reason to carry a large one.
+const IGNORED_FILE_MAX_BYTES = 64 * 1024;
 const TITLE_FIELD = 'title';
 
 /** The multipart/form-data body of an upload request, as the recording service reads uploads. */
@@ -58,7 +60,16 @@ async function receiveForm(
         continue;
       }
       if (part.fieldname !== FILE_FIELD) {
-        part.file.resume();
+        // Ignored like other fields, but without the upload's own size allowance.
+        let ignoredBytes = 0;
+        for await (const data of asClientErrors<Buffer>(() => part.file)) {
+          ignoredBytes += data.length;
+          if (ignoredBytes > IGNORED_FILE_MAX_BYTES) {
+            throw new UploadTooLarge(
+              `The form's "${part.fieldname}" file is larger than ${IGNORED_FILE_MAX_BYTES} bytes.`,
+            );
+          }
+        }
         continue;
       }
       if (fileSeen) throw new InvalidInput('The form has more than one "file" part; send one recording per upload.');

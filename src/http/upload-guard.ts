@@ -1,5 +1,5 @@
 import type { FastifyRequest } from 'fastify';
-import { UploadStalled } from '../domain/errors.js';
+import { BodyTooSlow } from '../domain/errors.js';
 
 // After answering a cut upload, how long the client gets to read the answer before its connection is dropped.
 const LINGER_MS = 5000;
@@ -19,7 +19,7 @@ export interface UploadGuardLimits {
 /**
  * Cuts an upload body that arrives too slowly to be honest: nothing for the idle time, less than the
  * minimum average rate over the window, or not complete by the deadline. The body stream fails with
- * UploadStalled (answered 408 with `Connection: close`), which ends the conversion and frees its slot.
+ * BodyTooSlow (answered 408 with `Connection: close`), which ends the conversion and frees its slot.
  * Time the server itself is not reading (backpressure from the encoder) counts toward none of the
  * rate and idle checks. Call it once the upload is admitted; call the returned function when the body
  * has been read.
@@ -75,7 +75,7 @@ export function guardUploadBody(request: FastifyRequest, limits: UploadGuardLimi
   function cut(detail: string): void {
     stop();
     request.log.info({ detail }, 'upload too slow: cutting it');
-    const problem = new UploadStalled(detail);
+    const problem = new BodyTooSlow(detail);
     // The multipart reader listens for errors on the request and fails the part being read; without a
     // reader there is nobody to answer, so the connection simply goes.
     if (raw.listenerCount('error') > 0) raw.emit('error', problem);

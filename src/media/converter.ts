@@ -33,7 +33,12 @@ export class Converter {
     await this.transcoder.run(
       Readable.from(audio.samples(head, source), { objectMode: false }),
       {
-        input: { sampleFormat: wav.sampleFormat, sampleRate: wav.sampleRate, channels: wav.channels },
+        input: {
+          sampleFormat: wav.sampleFormat,
+          sampleRate: wav.sampleRate,
+          channels: wav.channels,
+          channelMask: wav.channelMask,
+        },
         output: this.output,
         shape,
         maxDurationSeconds: this.limits.maxDurationSeconds,

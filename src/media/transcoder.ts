@@ -11,6 +11,8 @@ interface RawAudioInput {
   readonly sampleFormat: PcmSampleFormat;
   readonly sampleRate: number;
   readonly channels: number;
+  /** The speaker layout as a WAVE channel mask; unset lets ffmpeg assume the usual one for the count. */
+  readonly channelMask?: number | undefined;
 }
 
 /** What one conversion reads and produces. */
@@ -62,6 +64,8 @@ export function ffmpegArguments(job: TranscodeJob, outputPath: string): string[]
     String(job.input.sampleRate),
     '-ac',
     String(job.input.channels),
+    // Downmixing 5.1 or quad to stereo needs to know which channel is which.
+    ...(job.input.channelMask === undefined ? [] : ['-ch_layout', `0x${job.input.channelMask.toString(16)}`]),
     '-i',
     'pipe:0',
     '-map',
@@ -134,6 +138,10 @@ export class Transcoder {
           'undecodable',
           `The conversion took longer than ${this.options.timeoutMs / 1000} seconds.`,
         );
+      }
+      // prlimit could not start ffmpeg (126: not executable, 127: not found): the converter is missing.
+      if ((exit.code === 126 || exit.code === 127) && /failed to execute/.test(stderrTail)) {
+        throw new Unavailable('The audio converter is not available.', 30, { cause: new Error(stderrTail.trim()) });
       }
       if (exit.code !== 0 && /No space left on device/i.test(stderrTail)) {
         throw new InsufficientStorage('The server ran out of disk space while converting; try again later.');

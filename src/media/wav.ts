@@ -12,6 +12,8 @@ export interface WavFormat {
   /** The effective format tag: the sub-format for WAVE_FORMAT_EXTENSIBLE. */
   readonly formatTag: number;
   readonly sampleFormat: PcmSampleFormat;
+  /** Which speaker each channel feeds (WAVE_FORMAT_EXTENSIBLE's mask), when it names one per channel. */
+  readonly channelMask: number | undefined;
   readonly channels: number;
   readonly sampleRate: number;
   readonly blockAlign: number;
@@ -136,8 +138,12 @@ function parseFormatChunk(chunk: Buffer): FormatFields {
   const blockAlign = chunk.readUInt16LE(12);
   const bitsPerSample = chunk.readUInt16LE(14);
 
+  let channelMask: number | undefined;
   if (formatTag === WAVE_FORMAT.EXTENSIBLE) {
     if (chunk.length < 40) throw notAWav('The WAV "fmt " chunk is too short for WAVE_FORMAT_EXTENSIBLE.');
+    const mask = chunk.readUInt32LE(20);
+    // A mask naming another number of speakers than there are channels is ignored, as ffmpeg does.
+    if (mask !== 0 && bitCount(mask) === channels) channelMask = mask;
     // The sub-format GUID starts with the ordinary format tag.
     formatTag = chunk.readUInt16LE(24);
   }
@@ -166,7 +172,7 @@ function parseFormatChunk(chunk: Buffer): FormatFields {
   }
   // The rate follows from the layout; the header's own byte-rate field is never trusted.
   const bytesPerSecond = sampleRate * blockAlign;
-  return { formatTag, sampleFormat, channels, sampleRate, blockAlign, bitsPerSample, bytesPerSecond };
+  return { formatTag, sampleFormat, channelMask, channels, sampleRate, blockAlign, bitsPerSample, bytesPerSecond };
 }
 
 /** Rejects audio longer than the limit; `dataBytes` may be a declared size or a count of bytes received. */
@@ -177,4 +183,10 @@ export function checkDuration(wav: WavFormat, dataBytes: number | undefined, lim
       `The recording is longer than the limit of ${limits.maxDurationSeconds} seconds.`,
     );
   }
+}
+
+function bitCount(value: number): number {
+  let count = 0;
+  for (let rest = value >>> 0; rest !== 0; rest >>>= 1) count += rest & 1;
+  return count;
 }

@@ -1,8 +1,15 @@
 import { randomUUID } from 'node:crypto';
-import { isDatabaseUnavailable, isForeignKeyViolation } from '../db/postgres-errors.js';
+import { isForeignKeyViolation, isOutcomeUnknown } from '../db/postgres-errors.js';
 import type { RecordRepository } from '../db/records.js';
 import type { NewRecordRow, RecordRow, StoredAudioRef } from '../db/schema.js';
-import { AudioRejected, InsufficientStorage, InvalidInput, NotFound, Unauthorized } from '../domain/errors.js';
+import {
+  AudioRejected,
+  InsufficientStorage,
+  InvalidInput,
+  NotFound,
+  Unauthorized,
+  Unavailable,
+} from '../domain/errors.js';
 import type { ConvertedAudio, Converter } from '../media/converter.js';
 import type { ConversionLimiter } from '../media/limiter.js';
 import type { BlobStore, OpenedBlob } from '../storage/blob-store.js';
@@ -65,8 +72,10 @@ export interface RecordingDependencies {
   readonly limiter: ConversionLimiter;
   readonly quota: Quota;
   readonly caps: UploadCaps;
-  /** Free disk space an upload needs to be admitted. */
+  /** Free disk space an upload needs to be admitted … */
   readonly minFreeDiskBytes: number;
+  /** … and the space left where its scratch file and its audio are written, whichever is less. */
+  readonly freeDiskBytes: () => Promise<number>;
 }
 
 /** The use cases of recordings: upload, list, inspect, rename, delete, and play by link. */
@@ -87,7 +96,10 @@ export class RecordingService {
     const queryTitle = cleanTitle(options.title);
     // A user with no room left is refused before the body is read; the exact size is checked at the insert.
     if (!this.deps.quota.unlimited) this.deps.quota.refuseIfFull(await this.deps.records.usageOf(user.id));
-    if ((await this.deps.scratch.freeBytes()) < this.deps.minFreeDiskBytes) {
+    const free = await this.deps.freeDiskBytes().catch((error: unknown) => {
+      throw new Unavailable('The server cannot tell how much disk space it has left.', 30, { cause: error });
+    });
+    if (free < this.deps.minFreeDiskBytes) {
       throw new InsufficientStorage('The server is running out of disk space; try again later.');
     }
 
@@ -203,7 +215,7 @@ export class RecordingService {
     } catch (error) {
       // A connection lost around the commit leaves its outcome unknown: the row may exist, so its audio
       // stays; if the row does not exist, the storage check removes the orphan later.
-      if (!isDatabaseUnavailable(error)) await this.deps.blobs.delete(key);
+      if (!isOutcomeUnknown(error)) await this.deps.blobs.delete(key);
       // The account was deleted while its upload converted: the token no longer names a user.
       if (isForeignKeyViolation(error)) throw new Unauthorized();
       throw error;

@@ -1,5 +1,5 @@
 import { createWriteStream } from 'node:fs';
-import { copyFile, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { copyFile, mkdir, open, readdir, rename, rm, stat, statfs } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -20,6 +20,12 @@ export class LocalBlobStore implements BlobStore {
 
   async init(): Promise<void> {
     await mkdir(this.root, { recursive: true });
+  }
+
+  /** Bytes an unprivileged process can still write where the blobs live. */
+  async freeBytes(): Promise<number> {
+    const info = await statfs(this.root);
+    return info.bavail * info.bsize;
   }
 
   async put(key: string, source: LocalFile | Readable): Promise<BlobInfo> {
@@ -117,9 +123,13 @@ export class LocalBlobStore implements BlobStore {
       // A scratch folder on another file system (a separate volume) cannot be renamed from: copy instead.
       if (!(error instanceof Error && 'code' in error && error.code === 'EXDEV')) throw error;
       const copying = `${finalPath}.${process.pid}.copying`;
-      await copyFile(sourcePath, copying);
-      await syncFile(copying);
-      await rename(copying, finalPath);
+      try {
+        await copyFile(sourcePath, copying);
+        await syncFile(copying);
+        await rename(copying, finalPath);
+      } finally {
+        await rm(copying, { force: true });
+      }
     }
     await syncFile(folder);
     const info = await stat(finalPath);

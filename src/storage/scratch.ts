@@ -5,8 +5,9 @@ import { currentProcess, mayStillRun } from '../process-owner.js';
 
 // `<uuid>.<pid>.<host>.partial`: the writer is in the name, so a sweep can tell whose files it sees.
 const SCRATCH_NAME = /^[0-9a-f-]{36}\.(\d+)\.(.+)\.partial$/;
-// Another host's files cannot be checked for a live writer; no conversion runs for longer than this.
-const FOREIGN_FILE_MAX_AGE_MS = 24 * 3600 * 1000;
+// No conversion runs this long: an older file is abandoned whoever wrote it (another host's process, or a
+// pid that has since been reused by an unrelated process).
+const ABANDONED_AFTER_MS = 24 * 3600 * 1000;
 
 /**
  * Local files being written by an encoder (which needs a seekable output) before a store takes them.
@@ -42,11 +43,9 @@ export class ScratchDirectory {
   private async isAbandoned(name: string, path: string): Promise<boolean> {
     const match = SCRATCH_NAME.exec(name);
     if (match === null) return true; // not a name any process writes now
-    const owner = { pid: Number(match[1]), host: match[2] ?? '' };
-    if (!mayStillRun(owner)) return true;
-    if (owner.host === this.owner.host) return false;
+    if (!mayStillRun({ pid: Number(match[1]), host: match[2] ?? '' })) return true;
     const info = await stat(path).catch(() => undefined);
-    return info !== undefined && Date.now() - info.mtimeMs > FOREIGN_FILE_MAX_AGE_MS;
+    return info !== undefined && Date.now() - info.mtimeMs > ABANDONED_AFTER_MS;
   }
 
   /** Bytes an unprivileged process can still write on the scratch folder's file system. */

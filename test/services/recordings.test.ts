@@ -124,6 +124,7 @@ async function setup(
     quota: new Quota(options.quota ?? UNLIMITED),
     caps: new UploadCaps(options.caps ?? { perUser: 100, perAddress: 100 }),
     minFreeDiskBytes: options.minFreeDiskBytes ?? 0,
+    freeDiskBytes: () => scratch.freeBytes(),
   });
   return { db, records, blobs, scratch, converter, limiter, service, folder };
 }
@@ -367,6 +368,14 @@ describe('RecordingService.upload: disk, caps and storage failures', () => {
     records.insertFailure = lost;
     await expect(service.upload(USER, form({ file: wavChunks }), {})).rejects.toBe(lost);
     expect(blobs.blobs.size).toBe(1);
+  });
+
+  it('removes the stored audio when the database refused the connection (nothing was sent)', async () => {
+    const { records, blobs, service } = await setup();
+    const refused = Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
+    records.insertFailure = refused;
+    await expect(service.upload(USER, form({ file: wavChunks }), {})).rejects.toBe(refused);
+    expect(blobs.blobs.size).toBe(0);
   });
 
   it.each([0, 2 ** 31])('a duration of %i ms cannot be stored: undecodable, and the audio is removed', async (ms) => {

@@ -11,7 +11,7 @@ import {
   RateLimited,
   Unauthorized,
   Unavailable,
-  UploadStalled,
+  BodyTooSlow,
   UploadTooLarge,
   UsernameTaken,
 } from '../../src/domain/errors.js';
@@ -22,7 +22,7 @@ describe('toProblem: domain errors', () => {
     ['InvalidInput', new InvalidInput('bad limit'), 400, 'about:blank', {}],
     ['Unauthorized', new Unauthorized(), 401, 'about:blank', { 'www-authenticate': 'Bearer' }],
     ['NotFound', new NotFound('no such record'), 404, 'about:blank', {}],
-    ['UploadStalled', new UploadStalled('stopped sending'), 408, 'about:blank', { connection: 'close' }],
+    ['BodyTooSlow', new BodyTooSlow('stopped sending'), 408, 'about:blank', { connection: 'close' }],
     ['UsernameTaken', new UsernameTaken('alice'), 409, 'about:blank', {}],
     ['UploadTooLarge', new UploadTooLarge('too big'), 413, 'about:blank', {}],
     ['QuotaExceeded', new QuotaExceeded('full'), 413, '/problems/quota-exceeded', {}],

@@ -1,6 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import type { Config } from '../../config.js';
-import { RateLimited } from '../../domain/errors.js';
+import type { onRequestAsyncHookHandler } from 'fastify';
 import type { AccountService } from '../../services/accounts.js';
 import {
   CreatedUser,
@@ -14,11 +13,11 @@ import { userOf } from '../auth.js';
 import { problemResponses, TOKEN_SECURITY } from '../route-options.js';
 
 /** Accounts: create one, who am I, a new token, and deleting everything. */
-export const accountRoutes: FastifyPluginAsyncTypebox<{ accounts: AccountService; config: Config }> = async (
-  app,
-  { accounts, config },
-) => {
-  const { userCreations, windowMs } = config.rateLimit;
+export const accountRoutes: FastifyPluginAsyncTypebox<{
+  accounts: AccountService;
+  /** The user-creation limit, shared by both API prefixes; absent when it is off. */
+  limitUserCreation: onRequestAsyncHookHandler | undefined;
+}> = async (app, { accounts, limitUserCreation }) => {
   app.post(
     '/users/',
     {
@@ -29,21 +28,8 @@ export const accountRoutes: FastifyPluginAsyncTypebox<{ accounts: AccountService
         querystring: CreateUserQuery,
         response: { 200: CreatedUser, ...problemResponses(400, 409, 503) },
       },
-      config:
-        userCreations > 0
-          ? {
-              privateResponse: true,
-              rateLimit: {
-                max: userCreations,
-                timeWindow: windowMs,
-                errorResponseBuilder: (_request, context) =>
-                  new RateLimited(
-                    `Too many users created from this client; try again in ${context.after}.`,
-                    Math.max(1, Math.ceil(context.ttl / 1000)),
-                  ),
-              },
-            }
-          : { privateResponse: true },
+      config: { privateResponse: true },
+      ...(limitUserCreation === undefined ? {} : { onRequest: limitUserCreation }),
     },
     async (request) => {
       const created = await accounts.create(request.query.username);

@@ -38,7 +38,7 @@ export const recordingRoutes: FastifyPluginAsyncTypebox<{
         consumes: ['multipart/form-data'],
         querystring: UploadQuery,
         security: TOKEN_SECURITY,
-        response: { 200: RecordUrl, ...problemResponses(400, 401, 413, 415, 422, 503) },
+        response: { 200: RecordUrl, ...problemResponses(400, 401, 408, 413, 415, 422, 429, 503, 507) },
       },
       config: { auth: 'owner', streamedBody: true },
       // A full service refuses at once, before the database or the body: the cheapest possible 503.
