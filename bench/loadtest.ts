@@ -14,8 +14,8 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { ffmpegChildren, rssBytes, spawnService, type ChildService } from '../test/helpers/process.js';
-import { makeWav, type WavSpec } from '../test/helpers/wav.js';
+import { ffmpegChildren, rssBytes, spawnService, type ChildService } from '../test/kit/process.js';
+import { makeWav, type WavSpec } from '../test/kit/wav.js';
 
 const SECONDS = Number(process.env.LOADTEST_SECONDS ?? '60');
 const CLIENTS = Number(process.env.LOADTEST_CLIENTS ?? '200');

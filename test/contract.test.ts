@@ -1,13 +1,14 @@
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PREFIX, createUser, rawRequest, upload, type TestUser } from './helpers/client.js';
-import { createTestDatabase, databaseKinds, startIsolatedService, startService } from './helpers/service.js';
-import { decodeMp3, makeWav } from './helpers/wav.js';
+import { PREFIX, createUser, upload, type TestUser } from './kit/client.js';
+import { createTestDatabase, databaseKinds } from './kit/database.js';
+import { rawHttp, sendRequest } from './kit/http.js';
+import { startIsolatedService, startService, type IsolatedService } from './kit/service.js';
+import { decodeMp3, makeWav } from './kit/wav.js';
 
 const run = promisify(execFile);
 // Tests where the database does not matter use PostgreSQL when there is one: it starts far faster than a fresh PGlite.
@@ -49,27 +50,8 @@ async function curl(args: string[], cwd?: string): Promise<CurlResponse> {
   }
 }
 
-/** One request written byte for byte on a socket, read until the server closes it (HTTP/1.0). */
-async function rawSocketRequest(url: string, head: string): Promise<{ status: number; text: string }> {
-  const { hostname, port } = new URL(url);
-  return new Promise((resolve, reject) => {
-    const socket = connect(Number(port), hostname, () => socket.write(head));
-    const chunks: Buffer[] = [];
-    socket.on('data', (data: Buffer) => chunks.push(data));
-    socket.on('error', reject);
-    socket.on('end', () => {
-      const text = Buffer.concat(chunks).toString();
-      resolve({ status: Number(/^HTTP\/1\.\d (\d{3})/.exec(text)?.[1]), text });
-    });
-  });
-}
-
-function bodyOf(text: string): string {
-  return text.slice(text.indexOf('\r\n\r\n') + 4);
-}
-
 describe.each(databaseKinds)('the seed’s own examples, sent verbatim with curl (%s)', (kind) => {
-  let service: Awaited<ReturnType<typeof startIsolatedService>>;
+  let service: IsolatedService;
   let workDir: string;
   let host: string;
   const wav = makeWav({ durationSeconds: 6 }); // about 1 MB, like the seed's file_example_WAV_1MG.wav
@@ -162,13 +144,13 @@ describe.each(databaseKinds)('the seed’s own examples, sent verbatim with curl
     expect(user.user_id).toMatch(UUID);
 
     // The same block written byte for byte, with an explicit empty body.
-    const raw = await rawSocketRequest(
+    const raw = await rawHttp(
       service.url,
       `POST /api/v1/users/?username=jack_doe HTTP/1.1\r\nHost: ${host}\r\nContent-Type: application/json\r\n` +
         'Accept: application/json\r\nContent-Length: 0\r\nConnection: close\r\n\r\n',
     );
-    expect(raw.status, raw.text).toBe(200);
-    expect(JSON.parse(bodyOf(raw.text))).toMatchObject({ user_id: expect.stringMatching(UUID) as unknown });
+    expect(raw.status, raw.raw).toBe(200);
+    expect(JSON.parse(raw.text)).toMatchObject({ user_id: expect.stringMatching(UUID) as unknown });
 
     const uploaded = await curl(
       [
@@ -239,21 +221,17 @@ describe.each(databaseKinds)('the seed’s own examples, sent verbatim with curl
 });
 
 describe('record_url: where the links point', () => {
-  let service: Awaited<ReturnType<typeof startIsolatedService>> | undefined;
+  let service: IsolatedService | undefined;
   afterAll(async () => {
     await service?.cleanup();
   });
 
-  async function linkFor(
-    target: Awaited<ReturnType<typeof startIsolatedService>>,
-    headers: Record<string, string>,
-    prefix = PREFIX,
-  ): Promise<string> {
+  async function linkFor(target: IsolatedService, headers: Record<string, string>, prefix = PREFIX): Promise<string> {
     const user = await createUser(target.url);
     const form = new FormData();
     form.append('file', new Blob([makeWav({ durationSeconds: 0.1 })]), 'a.wav');
     const body = new Response(form);
-    const response = await rawRequest(`${target.url}${prefix}/record/?user_id=${user.user_id}`, {
+    const response = await sendRequest(`${target.url}${prefix}/record/?user_id=${user.user_id}`, {
       method: 'POST',
       headers: {
         ...headers,
@@ -262,8 +240,8 @@ describe('record_url: where the links point', () => {
       },
       body: Buffer.from(await body.arrayBuffer()),
     });
-    expect(response.status, response.body.toString()).toBe(200);
-    return (JSON.parse(response.body.toString()) as { record_url: string }).record_url;
+    expect(response.status, response.text).toBe(200);
+    return (JSON.parse(response.text) as { record_url: string }).record_url;
   }
 
   it('is built from the Host header, ignoring X-Forwarded-* unless TRUST_PROXY is set', async () => {
@@ -294,12 +272,12 @@ describe('record_url: where the links point', () => {
     // HTTP/1.0 needs no Host: the JSON answer's record_url must still be a real address.
     const record = await linkFor(service, {});
     const recordUrl = new URL(record);
-    const response = await rawSocketRequest(
+    const response = await rawHttp(
       service.url,
       `GET ${recordUrl.pathname}${recordUrl.search} HTTP/1.0\r\nAccept: application/json\r\n\r\n`,
     );
-    expect(response.status, response.text).toBe(200);
-    const metadata = JSON.parse(bodyOf(response.text)) as { record_url: string };
+    expect(response.status, response.raw).toBe(200);
+    const metadata = JSON.parse(response.text) as { record_url: string };
     expect(metadata.record_url).toBe(record.replace(/^http:\/\/[^/]+/, `http://127.0.0.1:${port}`));
     expect(metadata.record_url).not.toContain('0.0.0.0');
   });
@@ -353,7 +331,7 @@ describe('record_url: where the links point', () => {
 });
 
 describe('health, readiness and documentation', () => {
-  let service: Awaited<ReturnType<typeof startIsolatedService>>;
+  let service: IsolatedService;
   beforeAll(async () => {
     service = await startIsolatedService(FASTEST_KIND);
   });
@@ -513,7 +491,7 @@ describe.each(databaseKinds)('restart on the same data (%s)', (kind) => {
 });
 
 describe.each(databaseKinds)('concurrent uploads (%s)', (kind) => {
-  let service: Awaited<ReturnType<typeof startIsolatedService>>;
+  let service: IsolatedService;
   beforeAll(async () => {
     service = await startIsolatedService(kind, { CONVERT_CONCURRENCY: '2' });
   });
@@ -552,7 +530,7 @@ describe.each(databaseKinds)('concurrent uploads (%s)', (kind) => {
 });
 
 describe('logs', () => {
-  let service: Awaited<ReturnType<typeof startIsolatedService>>;
+  let service: IsolatedService;
   beforeAll(async () => {
     service = await startIsolatedService(FASTEST_KIND);
     // Let start-up lines (the converter check) land before the window the tests look at.

@@ -1,20 +1,13 @@
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createUser, upload, PREFIX, type TestUser } from './helpers/client.js';
-import { multipartAround, openUpload, sleep, writeChunk } from './helpers/multipart.js';
-import {
-  ffmpegChildren,
-  filesOnDisk,
-  killHard,
-  recordIdsInDatabase,
-  sha256,
-  spawnService,
-  type ChildService,
-} from './helpers/process.js';
-import { createTestDatabase, databaseKinds, type TestDatabase } from './helpers/service.js';
-import { makeWav } from './helpers/wav.js';
+import { createUser, openUpload, upload, PREFIX, type TestUser } from './kit/client.js';
+import { createTestDatabase, databaseKinds, recordIdsInDatabase, type TestDatabase } from './kit/database.js';
+import { filesOnDisk } from './kit/disk.js';
+import { ffmpegChildren, killHard, sha256, spawnService, type ChildService } from './kit/process.js';
+import { sleep } from './kit/stats.js';
+import { makeWav } from './kit/wav.js';
 
 /**
  * kill -9 of the real process at the worst moments, then a restart on the same data directory and
@@ -98,19 +91,13 @@ describe.each(databaseKinds)('crash and restart (%s)', (kind) => {
   it('kill -9 in the middle of an upload', async () => {
     const running = service ?? (await start());
     const wav = makeWav({ durationSeconds: 4 });
-    const body = multipartAround();
-    const { req, answer } = openUpload(
-      `${running.url}${PREFIX}/record/?user_id=${user.user_id}`,
-      user.access_token,
-      body.contentType,
-    );
-    await writeChunk(req, body.head);
-    await writeChunk(req, wav.subarray(0, wav.length / 2));
+    const request = await openUpload(running.url, user);
+    await request.write(wav.subarray(0, wav.length / 2));
     // The server is converting what it got: a temp file exists and the body is still incomplete.
-    await expect.poll(() => readdir(join(dataDir, 'tmp')), { timeout: 15_000 }).not.toEqual([]);
+    await expect.poll(async () => (await filesOnDisk(dataDir)).temp, { timeout: 15_000 }).not.toEqual([]);
     await killHard(running);
-    await expect(answer).rejects.toThrow();
-    req.destroy();
+    await expect(request.response).rejects.toThrow();
+    request.abort();
 
     await expectConsistent(await start());
   });
@@ -119,24 +106,14 @@ describe.each(databaseKinds)('crash and restart (%s)', (kind) => {
     const running = service ?? (await start());
     // Long enough that the encoder is still busy when the last byte has been sent.
     const wav = makeWav({ durationSeconds: 120, sampleRate: 48000 });
-    const body = multipartAround();
-    const { req, answer } = openUpload(
-      `${running.url}${PREFIX}/record/?user_id=${user.user_id}`,
-      user.access_token,
-      body.contentType,
-    );
-    let answered = false;
-    answer.then(
-      () => (answered = true),
-      () => {},
-    );
-    req.end(Buffer.concat([body.head, wav, body.tail]));
+    const request = await openUpload(running.url, user, { sendHead: false });
+    const sent = request.end(request.form.wrap(wav));
     await expect.poll(() => ffmpegChildren(running.pid), { timeout: 15_000 }).not.toEqual([]);
-    await new Promise<void>((resolve) => req.once('finish', resolve));
+    await sent;
     expect(await ffmpegChildren(running.pid)).not.toEqual([]);
-    expect(answered).toBe(false);
+    expect(request.answer).toBeUndefined();
     await killHard(running);
-    req.destroy();
+    request.abort();
 
     await expectConsistent(await start());
   });

@@ -1,58 +1,20 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { readdir } from 'node:fs/promises';
-import { join } from 'node:path';
-import { PGlite } from '@electric-sql/pglite';
-import postgres from 'postgres';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import {
-  PREFIX,
-  createUser,
-  multipartBody,
-  multipartPartHead,
-  multipartTail,
-  streamRequest,
-  upload,
-  type FormPart,
-  type StreamedResponse,
-  type TestUser,
-} from './helpers/client.js';
-import { databaseKinds, startIsolatedService, type DatabaseKind } from './helpers/service.js';
-import { makeWav, withFormatTag } from './helpers/wav.js';
-
-type Service = Awaited<ReturnType<typeof startIsolatedService>>;
+import { PREFIX, createUser, upload, type TestUser } from './kit/client.js';
+import { databaseKinds, query, type DatabaseKind } from './kit/database.js';
+import { filesOnDisk } from './kit/disk.js';
+import { expectProblem, type ProblemJson } from './kit/expect.js';
+import { streamRequest } from './kit/http.js';
+import { multipartBody, multipartPartHead, multipartTail, type FormPart } from './kit/multipart.js';
+import { startIsolatedService, type IsolatedService as Service } from './kit/service.js';
+import { makeWav, withFormatTag } from './kit/wav.js';
 
 const MAX_UPLOAD_BYTES = 64 * 1024;
 const BOUNDARY = 'test-boundary-7MA4YWxkTrZu0gW';
 
 /** A small valid WAV: 0.3 s of 8 kHz mono 16-bit, about 5 KB. */
 const smallWav = () => makeWav({ durationSeconds: 0.3, sampleRate: 8000, channels: 1 });
-
-interface Problem {
-  type: string;
-  title: string;
-  status: number;
-  detail: string;
-}
-
-/** Checks the parts every error shares: status, problem+json, the four members and nothing that leaks. */
-async function expectProblem(response: Response | StreamedResponse, status: number): Promise<Problem> {
-  const isFetch = response instanceof Response;
-  const text = isFetch ? await response.text() : response.body;
-  const contentType = isFetch ? response.headers.get('content-type') : response.headers['content-type'];
-  expect({ status: response.status, body: text }).toMatchObject({ status });
-  expect(contentType).toMatch(/^application\/problem\+json(;|$)/);
-  const body = JSON.parse(text) as Problem;
-  expect(Object.keys(body).sort()).toEqual(['detail', 'status', 'title', 'type']);
-  expect(body.status).toBe(status);
-  expect(body.type).toEqual(expect.any(String));
-  expect(body.title).toEqual(expect.any(String));
-  expect(body.detail).toEqual(expect.any(String));
-  expect(body.detail.length).toBeGreaterThan(0);
-  // No stack frames, source paths or driver internals.
-  expect(text).not.toMatch(/\bat .+:\d+:\d+|node_modules|\/src\/|\.ts\b|stack/i);
-  return body;
-}
 
 const recordUrl = (service: Service, userId: string, query: Record<string, string> = {}) =>
   `${service.url}${PREFIX}/record/?${new URLSearchParams({ user_id: userId, ...query }).toString()}`;
@@ -75,11 +37,6 @@ const wavPart = (data: Buffer, filename = 'recording.wav', contentType = 'audio/
   contentType,
   data,
 });
-
-async function countFiles(directory: string): Promise<number> {
-  const entries = await readdir(directory, { withFileTypes: true, recursive: true });
-  return entries.filter((entry) => entry.isFile()).length;
-}
 
 async function eventually(check: () => Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -110,33 +67,23 @@ class Ledger {
 
   async expectNothingLeft(): Promise<void> {
     // Cleanup after a failed conversion finishes before the answer is sent, so no waiting is needed.
-    expect(await readdir(join(this.service.dataDir, 'tmp'))).toEqual([]);
-    expect(await countFiles(join(this.service.dataDir, 'records'))).toBe(this.succeeded);
-    if (this.kind === 'postgres') expect(await this.rowsLive()).toBe(this.succeeded);
+    const disk = await filesOnDisk(this.service.dataDir);
+    expect(disk.temp).toEqual([]);
+    expect(disk.records).toHaveLength(this.succeeded);
+    // PostgreSQL can be asked while the app runs; PGlite has a single owner (see rowsAfterStop).
+    if (this.kind === 'postgres') expect(await this.rows()).toBe(this.succeeded);
   }
 
-  /** PostgreSQL can be asked while the app runs. */
-  private async rowsLive(): Promise<number> {
-    const sql = postgres(this.service.database.url ?? '', { max: 1, onnotice: () => {} });
-    try {
-      const [row] = await sql<Array<{ count: string }>>`select count(*)::text as count from records`;
-      return Number(row?.count);
-    } finally {
-      await sql.end();
-    }
-  }
-
-  /** Counts rows once the service is stopped: PGlite has a single owner. */
+  /** Counts rows once the service is stopped, which any database allows. */
   async rowsAfterStop(): Promise<number> {
     await this.service.stop();
-    if (this.kind === 'postgres') return this.rowsLive();
-    const database = await PGlite.create(join(this.service.dataDir, 'pglite'));
-    try {
-      const result = await database.query<{ count: number }>('select count(*)::int as count from records');
-      return result.rows[0]?.count ?? -1;
-    } finally {
-      await database.close();
-    }
+    return this.rows();
+  }
+
+  private async rows(): Promise<number> {
+    const where = { dataDir: this.service.dataDir, databaseUrl: this.service.database.url };
+    const [row] = await query<{ count: number }>(where, 'select count(*)::int as count from records');
+    return row?.count ?? -1;
   }
 }
 
@@ -268,7 +215,7 @@ describe.each(databaseKinds)('errors (%s)', (kind) => {
         },
         { name: 'another user’s token in query', userId: alice.user_id, headers: {}, query: bob.access_token },
       ];
-      const bodies = new Map<string, Problem>();
+      const bodies = new Map<string, ProblemJson>();
       for (const attempt of attempts) {
         const query: Record<string, string> = attempt.query === undefined ? {} : { access_token: attempt.query };
         const response = await fetch(recordUrl(service, attempt.userId, query), {
@@ -296,7 +243,7 @@ describe.each(databaseKinds)('errors (%s)', (kind) => {
         `record_id=${recordId}&user_id=${bob.user_id}`,
         `record_id=${recordId}&user_id=${randomUUID()}`,
       ];
-      const bodies: Problem[] = [];
+      const bodies: ProblemJson[] = [];
       for (const query of cases) {
         for (const accept of ['audio/mpeg', 'application/json']) {
           const response = await fetch(`${service.url}${PREFIX}/record?${query}`, { headers: { accept } });
@@ -519,7 +466,7 @@ describe.each(databaseKinds)('errors (%s)', (kind) => {
       );
       await request.write(wav.subarray(0, HELD_BYTES));
       // ffmpeg opens its output once the header has arrived: then the slot is surely taken.
-      await eventually(async () => (await readdir(join(busy.dataDir, 'tmp'))).length > 0, 'the conversion started');
+      await eventually(async () => (await filesOnDisk(busy.dataDir)).temp.length > 0, 'the conversion started');
       return request;
     }
 
@@ -545,9 +492,9 @@ describe.each(databaseKinds)('errors (%s)', (kind) => {
       expect(Number(unreadResponse.headers['retry-after'])).toBeGreaterThanOrEqual(1);
       await expectProblem(unreadResponse, 503);
 
-      slow.end(Buffer.concat([wav.subarray(HELD_BYTES), Buffer.from('\r\n'), multipartTail(BOUNDARY)]));
+      await slow.end(Buffer.concat([wav.subarray(HELD_BYTES), Buffer.from('\r\n'), multipartTail(BOUNDARY)]));
       const finished = await slow.response;
-      expect({ status: finished.status, body: finished.body }).toMatchObject({ status: 200 });
+      expect({ status: finished.status, body: finished.text }).toMatchObject({ status: 200 });
       busyLedger.succeeded += 1;
 
       // The slot is free again.
@@ -558,7 +505,7 @@ describe.each(databaseKinds)('errors (%s)', (kind) => {
     it('a client that goes away mid-upload leaves nothing and frees its slot', async () => {
       const slow = await holdUpload(slowWav());
       slow.abort();
-      await eventually(async () => (await readdir(join(busy.dataDir, 'tmp'))).length === 0, 'the temp file is gone');
+      await eventually(async () => (await filesOnDisk(busy.dataDir)).temp.length === 0, 'the temp file is gone');
       let response = await upload(busy.url, carol, smallWav());
       const deadline = Date.now() + 10_000;
       while (response.status === 503 && Date.now() < deadline) {

@@ -1,13 +1,12 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { readdir } from 'node:fs/promises';
-import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createUser, upload, PREFIX, type TestUser } from './helpers/client.js';
-import { rawHttp, type RawAnswer } from './helpers/raw-http.js';
-import { startIsolatedService } from './helpers/service.js';
-import { chunk, makeWav } from './helpers/wav.js';
+import { createUser, upload, PREFIX, type TestUser } from './kit/client.js';
+import { expectNoTempFiles as expectNoTempFilesIn } from './kit/expect.js';
+import { rawHttp, type RawAnswer } from './kit/http.js';
+import { startIsolatedService, type IsolatedService } from './kit/service.js';
+import { chunk, makeWav } from './kit/wav.js';
 
 /**
  * The hostile layer: property-based fuzzing of every endpoint over raw TCP, and a corpus of malformed
@@ -21,7 +20,7 @@ const SECRETS = readFileSync('/etc/passwd', 'utf8')
   .split('\n')
   .filter((line) => line.length > 12);
 
-let service: Awaited<ReturnType<typeof startIsolatedService>>;
+let service: IsolatedService;
 let user: TestUser;
 let port: number;
 let cases = 0;
@@ -45,22 +44,20 @@ afterAll(async () => {
 /** The invariants every answer keeps, whatever was sent. */
 function expectSafe(answer: RawAnswer, sent: string): void {
   cases += 1;
-  const context = `${answer.text.slice(0, 300)}\n--- for ---\n${sent.slice(0, 300)}`;
+  const context = `${answer.raw.slice(0, 300)}\n--- for ---\n${sent.slice(0, 300)}`;
   expect(answer.status, context).toBeGreaterThanOrEqual(200);
   expect(answer.status, context).toBeLessThan(500);
   if (answer.status >= 400) {
     expect(answer.headers['content-type'], context).toMatch(/^application\/problem\+json/);
     if (sent.startsWith('HEAD ')) return;
-    const problem = JSON.parse(answer.body) as { status: number; title: string; detail: string };
+    const problem = JSON.parse(answer.text) as { status: number; title: string; detail: string };
     expect(problem.status, context).toBe(answer.status);
     expect(typeof problem.detail).toBe('string');
   }
-  for (const line of SECRETS) expect(answer.text, context).not.toContain(line);
+  for (const line of SECRETS) expect(answer.raw, context).not.toContain(line);
 }
 
-async function expectNoTempFiles(): Promise<void> {
-  await expect.poll(() => readdir(join(service.dataDir, 'tmp')), { timeout: 10_000 }).toEqual([]);
-}
+const expectNoTempFiles = () => expectNoTempFilesIn(service.dataDir);
 
 const ENDPOINTS = [
   ['POST', `${PREFIX}/users/`],

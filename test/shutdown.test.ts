@@ -1,13 +1,14 @@
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createUser, PREFIX, type TestUser } from './helpers/client.js';
-import { multipartAround, openUpload, sleep, writeChunk } from './helpers/multipart.js';
-import { filesOnDisk, killHard, spawnService, type ChildService } from './helpers/process.js';
-import { createTestDatabase, databaseKinds, type TestDatabase } from './helpers/service.js';
-import { makeWav } from './helpers/wav.js';
+import { createUser, openUpload, PREFIX, type TestUser } from './kit/client.js';
+import { createTestDatabase, databaseKinds, type TestDatabase } from './kit/database.js';
+import { filesOnDisk } from './kit/disk.js';
+import { killHard, spawnService, type ChildService } from './kit/process.js';
+import { sleep } from './kit/stats.js';
+import { makeWav } from './kit/wav.js';
 
 /**
  * SIGTERM while uploads are in flight: they finish and are stored, new connections are refused, a request
@@ -36,18 +37,9 @@ describe.each(databaseKinds)('graceful shutdown (%s)', (kind) => {
     const port = Number(new URL(running.url).port);
 
     const wav = makeWav({ durationSeconds: 2 });
-    const uploads = Array.from({ length: 2 }, () => {
-      const body = multipartAround();
-      return {
-        body,
-        ...openUpload(`${running.url}${PREFIX}/record/?user_id=${user.user_id}`, user.access_token, body.contentType),
-      };
-    });
-    for (const { req, body } of uploads) {
-      await writeChunk(req, body.head);
-      await writeChunk(req, wav.subarray(0, wav.length / 3));
-    }
-    await expect.poll(async () => (await readdir(join(dataDir, 'tmp'))).length, { timeout: 15_000 }).toBe(2);
+    const uploads = await Promise.all(Array.from({ length: 2 }, () => openUpload(running.url, user)));
+    for (const upload of uploads) await upload.write(wav.subarray(0, wav.length / 3));
+    await expect.poll(async () => (await filesOnDisk(dataDir)).temp.length, { timeout: 15_000 }).toBe(2);
 
     // A client connected before the signal, that sends its request only afterwards.
     const early = connect(port, '127.0.0.1');
@@ -71,16 +63,16 @@ describe.each(databaseKinds)('graceful shutdown (%s)', (kind) => {
 
     // The uploads in flight finish normally and are stored.
     await sleep(500);
-    for (const { req, body } of uploads) req.end(Buffer.concat([wav.subarray(wav.length / 3), body.tail]));
-    const answers = await Promise.all(uploads.map(({ answer }) => answer));
-    for (const answer of answers) expect(answer.status, answer.body).toBe(200);
+    for (const upload of uploads) await upload.end(Buffer.concat([wav.subarray(wav.length / 3), upload.form.tail]));
+    const answers = await Promise.all(uploads.map((upload) => upload.response));
+    for (const answer of answers) expect(answer.status, answer.text).toBe(200);
     expect(await running.exited).toEqual({ code: 0, signal: null });
     expect((await filesOnDisk(dataDir)).temp).toEqual([]);
 
     // Their records were committed before the database was closed: they download after a restart.
     service = await spawnService({ dataDir, databaseUrl: database.url });
     for (const answer of answers) {
-      const { record_url: url } = JSON.parse(answer.body) as { record_url: string };
+      const { record_url: url } = JSON.parse(answer.text) as { record_url: string };
       const download = await fetch(url.replace(/^http:\/\/127\.0\.0\.1:\d+/, service.url));
       expect(download.status).toBe(200);
       expect(download.headers.get('content-type')).toBe('audio/mpeg');
@@ -92,21 +84,16 @@ describe.each(databaseKinds)('graceful shutdown (%s)', (kind) => {
     if (service !== undefined) await killHard(service);
     service = await spawnService({ dataDir, databaseUrl: database.url, env: { SHUTDOWN_GRACE_SECONDS: '1' } });
     const running = service;
-    const body = multipartAround();
-    const { req, answer } = openUpload(
-      `${running.url}${PREFIX}/record/?user_id=${user.user_id}`,
-      user.access_token,
-      body.contentType,
-    );
+    const request = await openUpload(running.url, user);
     const wav = makeWav({ durationSeconds: 2 });
-    await writeChunk(req, Buffer.concat([body.head, wav.subarray(0, wav.length / 2)]));
-    await expect.poll(async () => (await readdir(join(dataDir, 'tmp'))).length, { timeout: 15_000 }).toBe(1);
+    await request.write(wav.subarray(0, wav.length / 2));
+    await expect.poll(async () => (await filesOnDisk(dataDir)).temp.length, { timeout: 15_000 }).toBe(1);
     const signalledAt = Date.now();
     process.kill(running.pid, 'SIGTERM');
     expect(await running.exited).toEqual({ code: 1, signal: null });
     expect(Date.now() - signalledAt).toBeLessThan(5000);
-    await expect(answer).rejects.toThrow();
-    req.destroy();
+    await expect(request.response).rejects.toThrow();
+    request.abort();
     // The start-up sweep removes the temp file of the upload that was cut.
     service = await spawnService({ dataDir, databaseUrl: database.url });
     expect((await filesOnDisk(dataDir)).temp).toEqual([]);

@@ -1,4 +1,4 @@
-import { copyFile, mkdir, mkdtemp, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -6,20 +6,12 @@ import { openDatabase } from '../src/db/client.js';
 import { RecordRepository } from '../src/db/records.js';
 import { checkStorage, isConsistent } from '../src/storage/check.js';
 import { LocalStorage } from '../src/storage/local.js';
-import { createUser, upload } from './helpers/client.js';
-import { filesOnDisk, runCheckStorage } from './helpers/process.js';
-import { createTestDatabase, databaseKinds, startService, type TestDatabase } from './helpers/service.js';
-import { makeWav } from './helpers/wav.js';
-
-const recordPath = (dataDir: string, recordId: string) =>
-  join(dataDir, 'records', recordId.slice(0, 2), `${recordId}.mp3`);
-
-async function exists(path: string): Promise<boolean> {
-  return stat(path).then(
-    () => true,
-    () => false,
-  );
-}
+import { createUser, upload } from './kit/client.js';
+import { createTestDatabase, databaseKinds, type TestDatabase } from './kit/database.js';
+import { exists, filesOnDisk, recordPath } from './kit/disk.js';
+import { runCheckStorage } from './kit/process.js';
+import { startService } from './kit/service.js';
+import { makeWav } from './kit/wav.js';
 
 /** Plants a copy of a real MP3 under a record id that has no row, `ageSeconds` old. */
 async function plantOrphan(dataDir: string, source: string, ageSeconds: number): Promise<string> {

@@ -1,9 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readdir, readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import postgres from 'postgres';
 
 /** The repository root: the service is started from there, as `npm start` would. */
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -128,7 +126,6 @@ export async function ffmpegChildren(pid: number): Promise<number[]> {
   for (const entry of await readdir('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     try {
-      const { readFile } = await import('node:fs/promises');
       const stat = await readFile(`/proc/${entry}/stat`, 'utf8');
       // pid (comm) state ppid …
       const match = /^\d+ \((.*)\) \S+ (\d+)/.exec(stat);
@@ -142,32 +139,9 @@ export async function ffmpegChildren(pid: number): Promise<number[]> {
 
 /** Resident set size of a process in bytes, from /proc. */
 export async function rssBytes(pid: number): Promise<number> {
-  const { readFile } = await import('node:fs/promises');
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
   const kb = /VmRSS:\s+(\d+) kB/.exec(status)?.[1];
   return kb === undefined ? 0 : Number(kb) * 1024;
-}
-
-/** Record ids of the MP3 files under DATA_DIR/records, and the names of any files under DATA_DIR/tmp. */
-export async function filesOnDisk(dataDir: string): Promise<{ records: string[]; temp: string[] }> {
-  const records: string[] = [];
-  const recordsDir = join(dataDir, 'records');
-  for (const shard of await readdir(recordsDir).catch(() => [])) {
-    for (const name of await readdir(join(recordsDir, shard))) records.push(name.replace(/\.mp3$/, ''));
-  }
-  const temp = await readdir(join(dataDir, 'tmp')).catch(() => []);
-  return { records: records.sort(), temp };
-}
-
-/** Record ids in the records table, read directly (PostgreSQL only; PGlite belongs to the service). */
-export async function recordIdsInDatabase(databaseUrl: string): Promise<string[]> {
-  const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
-  try {
-    const rows = await sql<Array<{ record_id: string }>>`select record_id from records order by record_id`;
-    return rows.map((row) => row.record_id);
-  } finally {
-    await sql.end();
-  }
 }
 
 export function sha256(bytes: Buffer): string {
