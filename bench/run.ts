@@ -49,7 +49,7 @@ import {
   startService,
   type Service,
 } from './lib/service.js';
-import { max, median, sleep } from './lib/stats.js';
+import { max, median, sleep } from '../test/kit/stats.js';
 
 // ---------------------------------------------------------------------------------------------------------
 // Settings

@@ -4,7 +4,7 @@ import { setPriority } from 'node:os';
 import { Readable } from 'node:stream';
 import { ENCODER_NICENESS, ffmpegArguments, type Mp3Target } from '../../src/audio/transcoder.js';
 import type { EncodingConfig } from '../../src/config.js';
-import { now } from './stats.js';
+import { now } from '../../test/kit/stats.js';
 
 export const SAMPLE_RATE = 44_100;
 export const CHANNELS = 2;

@@ -188,6 +188,32 @@ function unchunk(body: string): string {
   }
 }
 
+/**
+ * Asks `url` every 200 ms until it answers 200 ('ok'), `gone()` says the server has exited ('gone'), or
+ * `timeoutMs` have passed ('timeout'). Plain code, not vi.waitFor: the load test and the benchmark, which
+ * run outside vitest, start services with it too.
+ */
+export async function untilAnswering(
+  url: string,
+  timeoutMs: number,
+  gone: () => boolean = () => false,
+): Promise<'ok' | 'gone' | 'timeout'> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (gone()) return 'gone';
+    const ok = await fetch(url).then(
+      async (response) => {
+        await response.arrayBuffer();
+        return response.status === 200;
+      },
+      () => false,
+    );
+    if (ok) return 'ok';
+    if (Date.now() > deadline) return 'timeout';
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
 /** A TCP port nothing listens on right now, for a server that must be started on a known port. */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
+import { untilAnswering } from './http.js';
 
 /** The repository root: the service is started from there, as `npm start` would. */
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -95,16 +96,8 @@ export async function spawnService(options: ChildServiceOptions): Promise<ChildS
   } else {
     // A fixed port (and perhaps a log level that does not say "listening"): ask until it answers.
     port = String(options.port);
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-      const up = await fetch(`http://127.0.0.1:${port}/health`).then(
-        (response) => response.ok,
-        () => false,
-      );
-      if (up) break;
-      if (Date.now() > deadline || child.exitCode !== null) throw new Error(`service did not start:\n${text}`);
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
+    const started = await untilAnswering(`http://127.0.0.1:${port}/health`, 60_000, () => child.exitCode !== null);
+    if (started !== 'ok') throw new Error(`service did not start (${started}):\n${text}`);
   }
   if (child.pid === undefined || port === undefined) throw new Error('service did not start');
   return { child, pid: child.pid, url: `http://127.0.0.1:${port}`, output: () => text, waitFor, exited };
