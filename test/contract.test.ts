@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PREFIX, createUser, upload, type TestUser } from './kit/client.js';
 import { createTestDatabase, databaseKinds } from './kit/database.js';
 import { rawHttp, sendRequest } from './kit/http.js';
-import { startIsolatedService, startService, type IsolatedService } from './kit/service.js';
+import { logLines, startIsolatedService, startService, type IsolatedService } from './kit/service.js';
 import { decodeMp3, makeWav } from './kit/wav.js';
 
 const run = promisify(execFile);
@@ -529,6 +529,17 @@ describe.each(databaseKinds)('concurrent uploads (%s)', (kind) => {
   });
 });
 
+/**
+ * Waits until the request's closing log line ("request completed", written just after its answer went
+ * out) is there; requests are sent one after the other, so every earlier line is there too.
+ */
+async function expectCompletionLogged(service: IsolatedService, requestId: string | null | undefined): Promise<void> {
+  expect(requestId).toEqual(expect.any(String));
+  await expect
+    .poll(() => logLines(service).some((line) => line.reqId === requestId && line.msg === 'request completed'))
+    .toBe(true);
+}
+
 describe('logs', () => {
   let service: IsolatedService;
   beforeAll(async () => {
@@ -573,14 +584,14 @@ describe('logs', () => {
       headers: { authorization: `Bearer ${token}`, 'content-type': 'text/plain' },
       body: 'not multipart',
     });
-    await curl([
+    const last = await curl([
       '-X',
       'POST',
       `${base}/record/?access_token=${token}&user_id=${user.user_id}`,
       '-F',
       'file=@/dev/null',
     ]);
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await expectCompletionLogged(service, last.headers.get('x-request-id'));
 
     const logs = service.logs().slice(start);
     expect(logs.length).toBeGreaterThan(0);
@@ -611,11 +622,13 @@ describe('logs', () => {
       const response = await fetch(`${service.url}/health`, { headers: { 'x-request-id': invalid } });
       expect(response.headers.get('x-request-id')).toMatch(UUID);
     }
+    let lastId: string | null = null;
     for (const path of ['/health', '/ready', '/docs', '/openapi.json', '/nowhere', `${PREFIX}/users/?username=`]) {
       const response = await fetch(`${service.url}${path}`, { method: path.includes('users') ? 'POST' : 'GET' });
-      expect(response.headers.get('x-request-id'), path).toMatch(UUID);
+      lastId = response.headers.get('x-request-id');
+      expect(lastId, path).toMatch(UUID);
     }
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await expectCompletionLogged(service, lastId);
 
     const lines = service
       .logs()

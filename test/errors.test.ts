@@ -1,6 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { PREFIX, createUser, upload, type TestUser } from './kit/client.js';
 import { databaseKinds, query, type DatabaseKind } from './kit/database.js';
 import { filesOnDisk } from './kit/disk.js';
@@ -37,14 +37,6 @@ const wavPart = (data: Buffer, filename = 'recording.wav', contentType = 'audio/
   contentType,
   data,
 });
-
-async function eventually(check: () => Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 /**
  * Tracks what a service holds: successful uploads are counted, and after a failure the temp folder must be
@@ -466,7 +458,9 @@ describe.each(databaseKinds)('errors (%s)', (kind) => {
       );
       await request.write(wav.subarray(0, HELD_BYTES));
       // ffmpeg opens its output once the header has arrived: then the slot is surely taken.
-      await eventually(async () => (await filesOnDisk(busy.dataDir)).temp.length > 0, 'the conversion started');
+      await expect
+        .poll(async () => (await filesOnDisk(busy.dataDir)).temp.length, { timeout: 10_000 })
+        .toBeGreaterThan(0);
       return request;
     }
 
@@ -505,14 +499,19 @@ describe.each(databaseKinds)('errors (%s)', (kind) => {
     it('a client that goes away mid-upload leaves nothing and frees its slot', async () => {
       const slow = await holdUpload(slowWav());
       slow.abort();
-      await eventually(async () => (await filesOnDisk(busy.dataDir)).temp.length === 0, 'the temp file is gone');
-      let response = await upload(busy.url, carol, smallWav());
-      const deadline = Date.now() + 10_000;
-      while (response.status === 503 && Date.now() < deadline) {
-        await response.body?.cancel();
-        await new Promise((resolve) => setTimeout(resolve, 100));
-        response = await upload(busy.url, carol, smallWav());
-      }
+      await expect.poll(async () => (await filesOnDisk(busy.dataDir)).temp, { timeout: 10_000 }).toEqual([]);
+      // The slot is freed as the aborted request winds down: until then the service answers 503.
+      const response = await vi.waitFor(
+        async () => {
+          const attempt = await upload(busy.url, carol, smallWav());
+          if (attempt.status === 503) {
+            await attempt.body?.cancel();
+            throw new Error('the slot is still taken');
+          }
+          return attempt;
+        },
+        { timeout: 10_000, interval: 100 },
+      );
       await busyLedger.expectSuccess(response);
       await busyLedger.expectNothingLeft();
     });

@@ -3,8 +3,8 @@ import { createUser, openUpload, upload, PREFIX, type TestUser } from './kit/cli
 import { expectNoTempFiles as expectNoTempFilesIn, expectProblem } from './kit/expect.js';
 import { rawHttp, sendSlowly } from './kit/http.js';
 import { multipartBody } from './kit/multipart.js';
+import { ffmpegChildren } from './kit/process.js';
 import { startIsolatedService, type IsolatedService as Service } from './kit/service.js';
-import { sleep } from './kit/stats.js';
 import { makeWav } from './kit/wav.js';
 
 const expectNoTempFiles = (service: Service) => expectNoTempFilesIn(service.dataDir);
@@ -167,8 +167,9 @@ describe('slow clients and wall time', () => {
     const stalled = await openUpload(service.url, user);
     await stalled.write(wav.subarray(0, wav.length / 2));
     const stalledAt = Date.now();
-    // Queued behind it for longer than the idle timeout: waiting for a slot is not idling.
-    await sleep(200);
+    // It holds the only slot once its encoder runs (the service runs in this process); one queued behind it
+    // for longer than the idle timeout is not idling: waiting for a slot is not.
+    await expect.poll(() => ffmpegChildren(process.pid, { conversionsOnly: true })).toHaveLength(1);
     const queued = upload(service.url, user, makeWav({ durationSeconds: 0.5, sampleRate: 8000, channels: 1 }));
 
     const cut = await stalled.response;

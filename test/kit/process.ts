@@ -113,21 +113,48 @@ export async function killHard(service: ChildService): Promise<void> {
   await service.exited;
 }
 
-/** Ids of ffmpeg processes whose parent is `pid`. */
-export async function ffmpegChildren(pid: number): Promise<number[]> {
+/**
+ * Ids of the ffmpeg processes whose parent is `pid`; with `conversionsOnly`, only those converting an
+ * upload (reading stdin), not a version check.
+ */
+export async function ffmpegChildren(pid: number, options: { conversionsOnly?: boolean } = {}): Promise<number[]> {
   const found: number[] = [];
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
+  for (const child of await childrenOf(pid)) {
     try {
-      const stat = await readFile(`/proc/${entry}/stat`, 'utf8');
       // pid (comm) state ppid …
-      const match = /^\d+ \((.*)\) \S+ (\d+)/.exec(stat);
-      if (match?.[1] === 'ffmpeg' && Number(match[2]) === pid) found.push(Number(entry));
+      const match = /^\d+ \((.*)\) \S+ (\d+)/.exec(await readFile(`/proc/${child}/stat`, 'utf8'));
+      if (match?.[1] !== 'ffmpeg' || Number(match[2]) !== pid) continue;
+      if (
+        options.conversionsOnly &&
+        !(await readFile(`/proc/${child}/cmdline`, 'utf8')).split('\0').includes('pipe:0')
+      ) {
+        continue;
+      }
+      found.push(child);
     } catch {
       // the process ended meanwhile
     }
   }
   return found;
+}
+
+/** Candidate child processes: from /proc/<pid>/task/<tid>/children where the kernel has it, else every process. */
+async function childrenOf(pid: number): Promise<number[]> {
+  try {
+    const children: number[] = [];
+    for (const task of await readdir(`/proc/${pid}/task`)) {
+      const listed = await readFile(`/proc/${pid}/task/${task}/children`, 'utf8');
+      children.push(
+        ...listed
+          .split(' ')
+          .filter((entry) => entry !== '')
+          .map(Number),
+      );
+    }
+    return children;
+  } catch {
+    return (await readdir('/proc')).filter((entry) => /^\d+$/.test(entry)).map(Number);
+  }
 }
 
 /** Resident set size of a process in bytes, from /proc. */
