@@ -517,11 +517,23 @@ describe.each(databaseKinds)('errors (%s)', (kind) => {
     });
 
     it('stores a row for every success and none for a failure', async () => {
+      // A success and a failure of its own, so that the count means something when this test runs alone.
+      await busyLedger.expectSuccess(await upload(busy.url, carol, smallWav()));
+      await expectProblem(await upload(busy.url, carol, Buffer.from('not a WAV at all')), 415);
+      await busyLedger.expectNothingLeft();
       expect(await busyLedger.rowsAfterStop()).toBe(busyLedger.succeeded);
     });
   });
 
   it('stores a row for every success and none for a failure', async () => {
+    // Successes and failures of its own (one converted and stored before it failed), so that the count means
+    // something when this test runs alone; run after the others, it covers theirs too.
+    await ledger.expectSuccess(await upload(service.url, alice, smallWav()));
+    await expectProblem(await upload(service.url, alice, Buffer.from('not a WAV at all')), 415);
+    await expectProblem(
+      await postForm(service, alice, [wavPart(smallWav()), { name: 'title', data: 'a\u0001b' }]),
+      400,
+    );
     await ledger.expectNothingLeft();
     expect(await ledger.rowsAfterStop()).toBe(ledger.succeeded);
   });

@@ -1,12 +1,12 @@
-import { copyFile, mkdir, mkdtemp, rm, utimes, writeFile } from 'node:fs/promises';
+import { copyFile, cp, mkdir, mkdtemp, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { openDatabase } from '../src/db/client.js';
 import { RecordRepository } from '../src/db/records.js';
 import { checkStorage, isConsistent } from '../src/storage/check.js';
 import { LocalStorage } from '../src/storage/local.js';
-import { createUser, upload } from './kit/client.js';
+import { createUser, recordIdOf, upload } from './kit/client.js';
 import { createTestDatabase, databaseKinds, type TestDatabase } from './kit/database.js';
 import { exists, filesOnDisk, recordPath } from './kit/disk.js';
 import { runCheckStorage } from './kit/process.js';
@@ -37,29 +37,39 @@ interface JsonReport {
 }
 
 describe.each(databaseKinds)('check-storage (%s)', (kind) => {
+  /** Three records of one user, made once; each test works on a copy of its own. */
+  let template: { database: TestDatabase; dataDir: string };
+  const recordIds: string[] = [];
   let database: TestDatabase;
   let dataDir: string;
-  const recordIds: string[] = [];
 
   beforeAll(async () => {
-    database = await createTestDatabase(kind);
-    dataDir = await mkdtemp(join(tmpdir(), 'audio-check-'));
-    const service = await startService({ dataDir, databaseUrl: database.url });
+    template = { database: await createTestDatabase(kind), dataDir: await mkdtemp(join(tmpdir(), 'audio-check-')) };
+    const service = await startService({ dataDir: template.dataDir, databaseUrl: template.database.url });
     try {
       const user = await createUser(service.url);
       for (let index = 0; index < 3; index++) {
         const response = await upload(service.url, user, makeWav({ durationSeconds: 0.3 }));
         expect(response.status).toBe(200);
-        const { record_url: url } = (await response.json()) as { record_url: string };
-        recordIds.push(new URL(url).searchParams.get('record_id') ?? '');
+        recordIds.push(recordIdOf(((await response.json()) as { record_url: string }).record_url));
       }
     } finally {
       await service.stop();
     }
   });
-  afterAll(async () => {
+  beforeEach(async () => {
+    // The service is stopped: PGlite's files and the template database are not in use.
+    database = await createTestDatabase(kind, template.database);
+    dataDir = await mkdtemp(join(tmpdir(), 'audio-check-'));
+    await cp(template.dataDir, dataDir, { recursive: true, preserveTimestamps: true });
+  });
+  afterEach(async () => {
     await database.drop();
     await rm(dataDir, { recursive: true, force: true });
+  });
+  afterAll(async () => {
+    await template.database.drop();
+    await rm(template.dataDir, { recursive: true, force: true });
   });
 
   const cli = (args: string[]) => runCheckStorage({ dataDir, databaseUrl: database.url }, args);

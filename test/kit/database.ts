@@ -14,12 +14,18 @@ export interface TestDatabase {
   drop(): Promise<void>;
 }
 
-/** A fresh, empty PostgreSQL database for one test file, or nothing for PGlite (it lives in the data dir). */
-export async function createTestDatabase(kind: DatabaseKind): Promise<TestDatabase> {
+/**
+ * A fresh, empty PostgreSQL database for one test file (or a copy of `template`, which must have no
+ * connections), or nothing for PGlite.
+ */
+export async function createTestDatabase(kind: DatabaseKind, template?: TestDatabase): Promise<TestDatabase> {
   const adminUrl = process.env.TEST_DATABASE_URL;
   if (kind === 'pglite' || adminUrl === undefined) return { kind: 'pglite', url: undefined, drop: async () => {} };
   const name = `audio_test_${process.pid}_${Math.random().toString(36).slice(2, 10)}`;
-  await withSql(adminUrl, (sql) => sql.unsafe(`create database ${name}`));
+  const templateName = template?.url === undefined ? undefined : new URL(template.url).pathname.slice(1);
+  await withSql(adminUrl, (sql) =>
+    sql.unsafe(`create database ${name}${templateName === undefined ? '' : ` template ${templateName}`}`),
+  );
   const url = new URL(adminUrl);
   url.pathname = `/${name}`;
   return {
