@@ -160,17 +160,22 @@ export function rawHttp(target: number | string, request: Buffer | string, timeo
 }
 
 function parseRaw(raw: string): RawAnswer {
-  const status = /^HTTP\/1\.[01] (\d{3})/.exec(raw)?.[1];
-  const split = raw.indexOf('\r\n\r\n');
+  // Interim answers (100 Continue) come before the real one.
+  let answer = raw;
+  while (/^HTTP\/1\.[01] 1\d\d /.test(answer) && answer.includes('\r\n\r\n')) {
+    answer = answer.slice(answer.indexOf('\r\n\r\n') + 4);
+  }
+  const status = /^HTTP\/1\.[01] (\d{3})/.exec(answer)?.[1];
+  const split = answer.indexOf('\r\n\r\n');
   const headers: Record<string, string> = {};
-  for (const line of raw
-    .slice(0, split === -1 ? raw.length : split)
+  for (const line of answer
+    .slice(0, split === -1 ? answer.length : split)
     .split('\r\n')
     .slice(1)) {
     const colon = line.indexOf(':');
     if (colon > 0) headers[line.slice(0, colon).toLowerCase()] = line.slice(colon + 1).trim();
   }
-  let text = split === -1 ? '' : raw.slice(split + 4);
+  let text = split === -1 ? '' : answer.slice(split + 4);
   if (headers['transfer-encoding'] === 'chunked') text = unchunk(text);
   return { status: status === undefined ? 0 : Number(status), headers, text, raw };
 }
