@@ -407,16 +407,42 @@ describe('health, readiness and documentation', () => {
         }
       }
     }
-    // Every $ref points at something in the document.
-    for (const ref of JSON.stringify(document).matchAll(/"\$ref":"([^"]+)"/g)) {
-      const pointer = ref[1] ?? '';
-      expect(pointer.startsWith('#/')).toBe(true);
-      let node: unknown = document;
-      for (const segment of pointer.slice(2).split('/')) {
-        node = (node as Record<string, unknown>)[segment.replace(/~1/g, '/').replace(/~0/g, '~')];
+    // Every operation says what it answers: a success, a 401 where it takes a token, a schema for every
+    // body, and every error as problem details (through a $ref or inline; a $ref must resolve).
+    const operations = Object.entries(document.paths).flatMap(([path, item]) =>
+      Object.entries(item)
+        .filter(([method]) => methods.includes(method))
+        .map(([method, operation]) => ({ where: `${method} ${path}`, path, method, operation })),
+    );
+    expect(operations.length).toBeGreaterThanOrEqual(12);
+    let problemResponses = 0;
+    for (const { where, path, method, operation } of operations) {
+      const responses = Object.entries(operation.responses ?? {});
+      expect(
+        responses.some(([status]) => /^[23]\d\d$/.test(status)),
+        where,
+      ).toBe(true);
+      if ((operation.security ?? []).length > 0) expect(Object.keys(operation.responses ?? {}), where).toContain('401');
+      for (const [status, response] of responses) {
+        for (const [type, media] of Object.entries(response.content ?? {})) {
+          const schema = resolveRef(document, media.schema);
+          expect(schema, `${where} ${status} ${type}`).toBeDefined();
+          if (Number(status) >= 400) {
+            expect(schema, `${where} ${status} ${type}`).toMatchObject({
+              required: expect.arrayContaining(['type', 'title', 'status', 'detail']) as unknown,
+            });
+            problemResponses += 1;
+          }
+        }
       }
-      expect(node, pointer).toBeDefined();
+      // What the document describes is what the service serves, under both prefixes.
+      const url = path.replace(/\{(\w+)\}/g, ':$1');
+      const served = [url, url.replace(/^\/api\/v1\//, '/api_v1/')];
+      for (const route of served) {
+        expect(service.app.hasRoute({ method: method.toUpperCase(), url: route }), route).toBe(true);
+      }
     }
+    expect(problemResponses).toBeGreaterThan(20);
 
     const uploadOperation = document.paths['/api/v1/record/']?.post;
     const multipart = uploadOperation?.requestBody?.content?.['multipart/form-data']?.schema;
@@ -437,8 +463,20 @@ interface OpenApiOperation {
   requestBody?: {
     content?: Record<string, { schema?: { required?: string[]; properties?: Record<string, unknown> } }>;
   };
-  responses?: Record<string, { content?: Record<string, unknown> }>;
+  responses?: Record<string, { content?: Record<string, { schema?: unknown }> }>;
   security?: unknown[];
+}
+
+/** The schema itself, or what its local `$ref` points at (undefined when it points nowhere). */
+function resolveRef(document: OpenApiDocument, schema: unknown): unknown {
+  const ref = (schema as { $ref?: unknown } | undefined)?.$ref;
+  if (typeof ref !== 'string') return schema;
+  if (!ref.startsWith('#/')) return undefined;
+  let node: unknown = document;
+  for (const segment of ref.slice(2).split('/')) {
+    node = (node as Record<string, unknown> | undefined)?.[segment.replace(/~1/g, '/').replace(/~0/g, '~')];
+  }
+  return node;
 }
 
 interface OpenApiDocument {
