@@ -1,17 +1,19 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { PREFIX, createUser, upload, type TestUser } from './kit/client.js';
+import { PREFIX, createUser, openUpload, upload, type TestUser } from './kit/client.js';
 import { databaseKinds, query, type DatabaseKind } from './kit/database.js';
 import { filesOnDisk } from './kit/disk.js';
 import { expectProblem, type ProblemJson } from './kit/expect.js';
 import { streamRequest } from './kit/http.js';
 import { multipartBody, multipartPartHead, multipartTail, type FormPart } from './kit/multipart.js';
-import { startIsolatedService, type IsolatedService as Service } from './kit/service.js';
+import { logLines, startIsolatedService, type IsolatedService as Service } from './kit/service.js';
 import { makeWav, withFormatTag } from './kit/wav.js';
 
 const MAX_UPLOAD_BYTES = 64 * 1024;
 const BOUNDARY = 'test-boundary-7MA4YWxkTrZu0gW';
+// Tests where the database does not matter use PostgreSQL when there is one: it starts far faster than a fresh PGlite.
+const FASTEST_KIND = databaseKinds.at(-1) ?? 'pglite';
 
 /** A small valid WAV: 0.3 s of 8 kHz mono 16-bit, about 5 KB. */
 const smallWav = () => makeWav({ durationSeconds: 0.3, sampleRate: 8000, channels: 1 });
@@ -565,3 +567,65 @@ function lessThanOneFrame(): Buffer {
   wav.writeUInt32LE(wav.length - 8, 4);
   return wav;
 }
+
+describe(`a client that leaves while queued for a conversion slot (${FASTEST_KIND})`, () => {
+  let service: Service;
+  beforeAll(async () => {
+    service = await startIsolatedService(FASTEST_KIND, {
+      CONVERT_CONCURRENCY: '1',
+      CONVERT_QUEUE_SIZE: '1',
+      // The probes below fail authentication on purpose.
+      RATE_LIMIT_AUTH_FAILURES: '0',
+    });
+  });
+  afterAll(async () => {
+    await service?.cleanup();
+  });
+
+  /**
+   * Whether the queue is full, without joining it: a full service answers 503 before authenticating,
+   * else the wrong token gets 401.
+   */
+  const probe = async () => {
+    const response = await fetch(`${service.url}${PREFIX}/record/?user_id=${randomUUID()}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${randomUUID()}` },
+    });
+    await response.body?.cancel();
+    return response.status;
+  };
+
+  it('is not a 500, frees its place in the queue, and the service carries on', async () => {
+    const user = await createUser(service.url);
+    const wav = makeWav({ durationSeconds: 3, sampleRate: 22050, channels: 1 });
+    // A slow upload holds the only slot…
+    const holder = await openUpload(service.url, user);
+    await holder.write(wav.subarray(0, 96 * 1024));
+    await expect.poll(async () => (await filesOnDisk(service.dataDir)).temp.length, { timeout: 10_000 }).toBe(1);
+    expect(await probe()).toBe(401);
+
+    // …so the next one waits in the queue, which is then full.
+    const requestId = 'queued-then-gone';
+    const waiting = await openUpload(service.url, user, { headers: { 'x-request-id': requestId } });
+    await expect.poll(probe, { timeout: 10_000 }).toBe(503);
+
+    // Its client goes away while it waits.
+    waiting.abort();
+    await expect(waiting.response).rejects.toThrow();
+    // It leaves the queue: the service has room for one waiting upload again.
+    await expect.poll(probe, { timeout: 10_000 }).toBe(401);
+    const itsLines = logLines(service).filter((line) => line.reqId === requestId);
+    expect(itsLines.length).toBeGreaterThan(0);
+    expect(itsLines.filter((line) => line.level >= 50 || line.res?.statusCode === 500)).toEqual([]);
+
+    // The upload holding the slot completes, and the next one is converted at once.
+    await holder.end(Buffer.concat([wav.subarray(96 * 1024), holder.form.tail]));
+    const held = await holder.response;
+    expect({ status: held.status, body: held.text }).toMatchObject({ status: 200 });
+    expect((await upload(service.url, user, smallWav())).status).toBe(200);
+    expect((await filesOnDisk(service.dataDir)).temp).toEqual([]);
+    // Nothing went wrong anywhere: the only error lines are the 503s the probes asked for.
+    const errors = logLines(service).filter((line) => line.level >= 50 || line.res?.statusCode === 500);
+    expect(errors.filter((line) => line.err?.status !== 503)).toEqual([]);
+  });
+});

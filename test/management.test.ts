@@ -3,10 +3,10 @@ import { join } from 'node:path';
 import contentDisposition from 'content-disposition';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.js';
-import { createUser, recordIdOf, upload, type TestUser } from './kit/client.js';
-import { databaseKinds } from './kit/database.js';
+import { createUser, openUpload, recordIdOf, upload, type TestUser } from './kit/client.js';
+import { databaseKinds, query } from './kit/database.js';
 import { exists, filesOnDisk, recordPath as recordPathIn } from './kit/disk.js';
-import { expectProblem } from './kit/expect.js';
+import { expectNoTempFiles, expectProblem } from './kit/expect.js';
 import { startIsolatedService, type IsolatedService as Service } from './kit/service.js';
 import { makeWav } from './kit/wav.js';
 
@@ -431,6 +431,39 @@ describe.each(databaseKinds)('managing records and accounts (%s)', (kind) => {
     expect((await json<PageJson>(await listPage(service, other))).records).toHaveLength(1);
     // The name is free again.
     await createUser(service.url, name);
+  });
+
+  it('answers 401 to an upload whose user was deleted while it converted, and keeps nothing of it', async () => {
+    const user = await createUser(service.url);
+    const filesBefore = await storedRecordIds(service);
+    const logsBefore = service.logs().length;
+    const wav = clip(2);
+    const uploading = await openUpload(service.url, user);
+    await uploading.write(wav.subarray(0, wav.length / 2));
+    // Authenticated and converting: the encoder's temp file exists while the rest of the body is awaited.
+    await expect.poll(async () => (await filesOnDisk(service.dataDir)).temp.length, { timeout: 15_000 }).toBe(1);
+
+    const deleted = await call(service, `/users/${user.user_id}`, { method: 'DELETE', token: user.access_token });
+    expect(deleted.status).toBe(204);
+    await uploading.end(Buffer.concat([wav.subarray(wav.length / 2), uploading.form.tail]));
+    const answer = await uploading.response;
+    const refusal = await expectProblem(answer, 401);
+    expect(answer.headers['www-authenticate']).toBe('Bearer');
+    // The same answer as any other authentication failure.
+    expect(refusal).toEqual(await expectProblem(await call(service, '/users/me', { token: user.access_token }), 401));
+
+    // The MP3 it converted is gone again, nothing is left in tmp/, and no row points at the deleted user.
+    await expectNoTempFiles(service.dataDir);
+    expect(await storedRecordIds(service)).toEqual(filesBefore);
+    if (kind === 'postgres') {
+      const rows = await query<{ count: number }>(
+        { dataDir: service.dataDir, databaseUrl: service.database.url },
+        `select count(*)::int as count from records where user_id = '${user.user_id}'`,
+      );
+      expect(rows).toEqual([{ count: 0 }]);
+    }
+    // Without the fix the insert's foreign-key failure was a 500: nothing of the kind was logged.
+    expect(service.logs().slice(logsBefore)).not.toMatch(/"statusCode":500|"level":50/);
   });
 
   it('answers another user’s token with the same 401, and another user’s record with the same 404', async () => {
