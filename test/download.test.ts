@@ -1,10 +1,11 @@
-import { readdir } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PREFIX, createUser, parseContentDisposition, upload, type TestUser } from './kit/client.js';
+import { PREFIX, createUser, parseContentDisposition, recordIdOf, upload, type TestUser } from './kit/client.js';
 import { databaseKinds } from './kit/database.js';
-import { filesOnDisk } from './kit/disk.js';
+import { filesOnDisk, recordPath } from './kit/disk.js';
+import { expectProblem } from './kit/expect.js';
 import { sendRequest } from './kit/http.js';
-import { startIsolatedService, type IsolatedService } from './kit/service.js';
+import { logLines, startIsolatedService, type IsolatedService } from './kit/service.js';
 import { decodeMp3, makeWav } from './kit/wav.js';
 
 const BROWSER_ACCEPT = 'text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8';
@@ -292,6 +293,23 @@ describe.each(databaseKinds)('GET record: the MP3 and its HTTP semantics (%s)', 
         expect(await response.json()).toMatchObject({ status: 404, title: 'Not Found', type: 'about:blank' });
       }
     }
+  });
+
+  it('answers 404 for a record whose file is missing, and logs that its row has no file', async () => {
+    const url = await uploadOk({ title: 'soon without its file' });
+    const recordId = recordIdOf(url);
+    await rm(recordPath(service.dataDir, recordId));
+
+    const requestId = `missing-file-${kind}`;
+    const response = await fetch(url, { headers: { 'x-request-id': requestId } });
+    const problem = await expectProblem(response, 404);
+    // To the client it is as absent as a record that never was.
+    const unknown = `${service.url}${PREFIX}/record?record_id=${crypto.randomUUID()}&user_id=${user.user_id}`;
+    expect(problem).toEqual(await expectProblem(await fetch(unknown), 404));
+    // To the operator it is an inconsistency: an error, under the request's id, naming the record.
+    const errors = logLines(service).filter((line) => line.reqId === requestId && line.level >= 50);
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatchObject({ recordId, msg: expect.stringMatching(/row.*(without|no).*file/i) as unknown });
   });
 
   it('answers 400 for ids that are not UUIDs', async () => {

@@ -1,13 +1,14 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
+import { rm } from 'node:fs/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { PREFIX, createUser, openUpload, upload, type TestUser } from './kit/client.js';
-import { databaseKinds, query, type DatabaseKind } from './kit/database.js';
+import { createTestDatabase, databaseKinds, query, type DatabaseKind } from './kit/database.js';
 import { filesOnDisk } from './kit/disk.js';
 import { expectProblem, type ProblemJson } from './kit/expect.js';
 import { streamRequest } from './kit/http.js';
 import { multipartBody, multipartPartHead, multipartTail, type FormPart } from './kit/multipart.js';
-import { logLines, startIsolatedService, type IsolatedService as Service } from './kit/service.js';
+import { logLines, startIsolatedService, startService, type IsolatedService as Service } from './kit/service.js';
 import { makeWav, withFormatTag } from './kit/wav.js';
 
 const MAX_UPLOAD_BYTES = 64 * 1024;
@@ -567,6 +568,47 @@ function lessThanOneFrame(): Buffer {
   wav.writeUInt32LE(wav.length - 8, 4);
   return wav;
 }
+
+describe(`500 for a failure nobody foresaw (${FASTEST_KIND})`, () => {
+  it('answers a problem that tells nothing of the cause, and logs the error under the request id', async () => {
+    const database = await createTestDatabase(FASTEST_KIND);
+    let service = await startService({ databaseUrl: database.url });
+    const { dataDir } = service;
+    try {
+      const user = await createUser(service.url);
+      // Something the code relies on breaks underneath it: the column the list of records reads is renamed.
+      const rename = 'alter table records rename column title to title_renamed_by_test';
+      if (database.url !== undefined) {
+        await query({ dataDir, databaseUrl: database.url }, rename);
+      } else {
+        // PGlite has one owner: change it while the service is stopped.
+        await service.stop();
+        await query({ dataDir, databaseUrl: undefined }, rename);
+        service = await startService({ dataDir });
+      }
+
+      const requestId = 'broken-list-500';
+      const response = await fetch(`${service.url}${PREFIX}/records?user_id=${user.user_id}`, {
+        headers: { authorization: `Bearer ${user.access_token}`, 'x-request-id': requestId },
+      });
+      expect(response.headers.get('x-request-id')).toBe(requestId);
+      const problem = await expectProblem(response, 500);
+      // No SQL, no driver, table or column name in the answer (expectProblem rules out stack frames).
+      expect(problem.detail).not.toMatch(/select|column|title|records|drizzle|postgres|pglite|query|sql|exist/i);
+      expect(JSON.stringify(problem)).not.toMatch(/select|column|records|title_renamed|drizzle|postgres|pglite|sql/i);
+
+      // The log has it all, at error level, under the request's id.
+      const errors = logLines(service).filter((line) => line.reqId === requestId && line.level >= 50);
+      expect(errors).toHaveLength(1);
+      expect(JSON.stringify(errors[0])).toMatch(/title/);
+      expect(errors[0]?.err?.stack).toEqual(expect.any(String));
+    } finally {
+      await service.stop();
+      await database.drop();
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+});
 
 describe(`a client that leaves while queued for a conversion slot (${FASTEST_KIND})`, () => {
   let service: Service;
