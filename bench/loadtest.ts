@@ -8,14 +8,14 @@
  *   LOADTEST_CONVERT_CONCURRENCY, LOADTEST_QUEUE_SIZE   the spawned server's conversion slots and queue
  * Exit status 1 when a 5xx other than 503 was seen, or an acknowledged upload was lost or wrong.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { ffmpegChildren, rssBytes, spawnService, type ChildService } from '../test/helpers/process.js';
-import { makeWav, type WavSpec } from '../test/helpers/wav.js';
+import { freePort } from '../test/kit/http.js';
+import { ffmpegChildren, rssBytes, spawnService, type ChildService } from '../test/kit/process.js';
+import { percentile } from '../test/kit/stats.js';
+import { decodeMp3, makeWav, type WavSpec } from '../test/kit/wav.js';
 
 const SECONDS = Number(process.env.LOADTEST_SECONDS ?? '60');
 const CLIENTS = Number(process.env.LOADTEST_CLIENTS ?? '200');
@@ -177,41 +177,6 @@ async function client(base: string, until: number): Promise<void> {
   }
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address();
-      probe.close(() => resolve(typeof address === 'object' && address !== null ? address.port : 0));
-    });
-  });
-}
-
-function percentile(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
-}
-
-/** Decodes an MP3 from a file, as a player would, and returns its length in seconds. */
-function decodedSeconds(mp3: Buffer): number {
-  const directory = mkdtempSync(join(tmpdir(), 'loadtest-decode-'));
-  try {
-    const path = join(directory, 'a.mp3');
-    writeFileSync(path, mp3);
-    const pcm = execFileSync(
-      'ffmpeg',
-      ['-v', 'error', '-i', path, '-f', 's16le', '-ac', '1', '-ar', '8000', 'pipe:1'],
-      {
-        maxBuffer: 1024 ** 3,
-      },
-    );
-    return pcm.length / 2 / 8000;
-  } finally {
-    rmSync(directory, { recursive: true, force: true });
-  }
-}
-
 async function main(): Promise<void> {
   let server: ChildService | undefined;
   let dataDir: string | undefined;
@@ -271,7 +236,7 @@ async function main(): Promise<void> {
     }
     // Decoding every file would take long; every 25th is decoded in full.
     if (index % 25 === 0) {
-      const length = decodedSeconds(mp3);
+      const length = decodeMp3(mp3).seconds;
       decoded += 1;
       if (Math.abs(length - record.seconds) > 0.06)
         lost.push(`${record.url}: decodes to ${length}s (${record.format})`);

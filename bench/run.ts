@@ -49,7 +49,7 @@ import {
   startService,
   type Service,
 } from './lib/service.js';
-import { max, median, sleep } from './lib/stats.js';
+import { max, median, sleep } from '../test/kit/stats.js';
 
 // ---------------------------------------------------------------------------------------------------------
 // Settings
@@ -201,7 +201,9 @@ function machine(): Record<string, string> {
     kernel: `Linux ${release()}`,
     Node: process.version,
     ffmpeg: `${ffmpegVersion}${lame === '' ? '' : ` (${lame})`}`,
-    database: process.env.DATABASE_URL === undefined ? 'PGlite (embedded)' : 'PostgreSQL (DATABASE_URL)',
+    // What the service will really use: the same environment and validation as it gets (an empty
+    // DATABASE_URL is not passed on, so it means PGlite too).
+    database: serviceConfig(BASE_ENV).databaseUrl === undefined ? 'PGlite (embedded)' : 'PostgreSQL (DATABASE_URL)',
     date: new Date().toISOString(),
   };
 }

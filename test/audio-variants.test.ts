@@ -4,9 +4,9 @@ import { readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, it } from 'vitest';
-import { createUser, uploadAndFetch, type TestUser } from './helpers/client.js';
-import { startIsolatedService } from './helpers/service.js';
-import { decodeMp3, makeWav, toneFrequency, wavDurationSeconds, type WavSpec } from './helpers/wav.js';
+import { createUser, uploadAndFetch, type TestUser } from './kit/client.js';
+import { startIsolatedService, type IsolatedService } from './kit/service.js';
+import { decodeMp3, makeWav, toneFrequency, wavDurationSeconds, type WavSpec } from './kit/wav.js';
 
 // Every rate an MP3 frame header can carry (MPEG-1, 2 and 2.5 layer III).
 const MP3_RATES = [8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000];
@@ -272,7 +272,7 @@ const variants: Variant[] = [
 ];
 
 describe('every WAV a user may have becomes an MP3 of the same length (pglite)', () => {
-  let service: Awaited<ReturnType<typeof startIsolatedService>>;
+  let service: IsolatedService;
   let user: TestUser;
 
   beforeAll(async () => {

@@ -1,13 +1,14 @@
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PREFIX, createUser, rawRequest, upload, type TestUser } from './helpers/client.js';
-import { createTestDatabase, databaseKinds, startIsolatedService, startService } from './helpers/service.js';
-import { decodeMp3, makeWav } from './helpers/wav.js';
+import { PREFIX, createUser, upload, type TestUser } from './kit/client.js';
+import { createTestDatabase, databaseKinds } from './kit/database.js';
+import { rawHttp, sendRequest } from './kit/http.js';
+import { logLines, startIsolatedService, startService, type IsolatedService } from './kit/service.js';
+import { decodeMp3, makeWav } from './kit/wav.js';
 
 const run = promisify(execFile);
 // Tests where the database does not matter use PostgreSQL when there is one: it starts far faster than a fresh PGlite.
@@ -49,27 +50,8 @@ async function curl(args: string[], cwd?: string): Promise<CurlResponse> {
   }
 }
 
-/** One request written byte for byte on a socket, read until the server closes it (HTTP/1.0). */
-async function rawSocketRequest(url: string, head: string): Promise<{ status: number; text: string }> {
-  const { hostname, port } = new URL(url);
-  return new Promise((resolve, reject) => {
-    const socket = connect(Number(port), hostname, () => socket.write(head));
-    const chunks: Buffer[] = [];
-    socket.on('data', (data: Buffer) => chunks.push(data));
-    socket.on('error', reject);
-    socket.on('end', () => {
-      const text = Buffer.concat(chunks).toString();
-      resolve({ status: Number(/^HTTP\/1\.\d (\d{3})/.exec(text)?.[1]), text });
-    });
-  });
-}
-
-function bodyOf(text: string): string {
-  return text.slice(text.indexOf('\r\n\r\n') + 4);
-}
-
 describe.each(databaseKinds)('the seed’s own examples, sent verbatim with curl (%s)', (kind) => {
-  let service: Awaited<ReturnType<typeof startIsolatedService>>;
+  let service: IsolatedService;
   let workDir: string;
   let host: string;
   const wav = makeWav({ durationSeconds: 6 }); // about 1 MB, like the seed's file_example_WAV_1MG.wav
@@ -162,13 +144,13 @@ describe.each(databaseKinds)('the seed’s own examples, sent verbatim with curl
     expect(user.user_id).toMatch(UUID);
 
     // The same block written byte for byte, with an explicit empty body.
-    const raw = await rawSocketRequest(
+    const raw = await rawHttp(
       service.url,
       `POST /api/v1/users/?username=jack_doe HTTP/1.1\r\nHost: ${host}\r\nContent-Type: application/json\r\n` +
         'Accept: application/json\r\nContent-Length: 0\r\nConnection: close\r\n\r\n',
     );
-    expect(raw.status, raw.text).toBe(200);
-    expect(JSON.parse(bodyOf(raw.text))).toMatchObject({ user_id: expect.stringMatching(UUID) as unknown });
+    expect(raw.status, raw.raw).toBe(200);
+    expect(JSON.parse(raw.text)).toMatchObject({ user_id: expect.stringMatching(UUID) as unknown });
 
     const uploaded = await curl(
       [
@@ -239,21 +221,17 @@ describe.each(databaseKinds)('the seed’s own examples, sent verbatim with curl
 });
 
 describe('record_url: where the links point', () => {
-  let service: Awaited<ReturnType<typeof startIsolatedService>> | undefined;
+  let service: IsolatedService | undefined;
   afterAll(async () => {
     await service?.cleanup();
   });
 
-  async function linkFor(
-    target: Awaited<ReturnType<typeof startIsolatedService>>,
-    headers: Record<string, string>,
-    prefix = PREFIX,
-  ): Promise<string> {
+  async function linkFor(target: IsolatedService, headers: Record<string, string>, prefix = PREFIX): Promise<string> {
     const user = await createUser(target.url);
     const form = new FormData();
     form.append('file', new Blob([makeWav({ durationSeconds: 0.1 })]), 'a.wav');
     const body = new Response(form);
-    const response = await rawRequest(`${target.url}${prefix}/record/?user_id=${user.user_id}`, {
+    const response = await sendRequest(`${target.url}${prefix}/record/?user_id=${user.user_id}`, {
       method: 'POST',
       headers: {
         ...headers,
@@ -262,8 +240,8 @@ describe('record_url: where the links point', () => {
       },
       body: Buffer.from(await body.arrayBuffer()),
     });
-    expect(response.status, response.body.toString()).toBe(200);
-    return (JSON.parse(response.body.toString()) as { record_url: string }).record_url;
+    expect(response.status, response.text).toBe(200);
+    return (JSON.parse(response.text) as { record_url: string }).record_url;
   }
 
   it('is built from the Host header, ignoring X-Forwarded-* unless TRUST_PROXY is set', async () => {
@@ -294,12 +272,12 @@ describe('record_url: where the links point', () => {
     // HTTP/1.0 needs no Host: the JSON answer's record_url must still be a real address.
     const record = await linkFor(service, {});
     const recordUrl = new URL(record);
-    const response = await rawSocketRequest(
+    const response = await rawHttp(
       service.url,
       `GET ${recordUrl.pathname}${recordUrl.search} HTTP/1.0\r\nAccept: application/json\r\n\r\n`,
     );
-    expect(response.status, response.text).toBe(200);
-    const metadata = JSON.parse(bodyOf(response.text)) as { record_url: string };
+    expect(response.status, response.raw).toBe(200);
+    const metadata = JSON.parse(response.text) as { record_url: string };
     expect(metadata.record_url).toBe(record.replace(/^http:\/\/[^/]+/, `http://127.0.0.1:${port}`));
     expect(metadata.record_url).not.toContain('0.0.0.0');
   });
@@ -353,7 +331,7 @@ describe('record_url: where the links point', () => {
 });
 
 describe('health, readiness and documentation', () => {
-  let service: Awaited<ReturnType<typeof startIsolatedService>>;
+  let service: IsolatedService;
   beforeAll(async () => {
     service = await startIsolatedService(FASTEST_KIND);
   });
@@ -429,16 +407,42 @@ describe('health, readiness and documentation', () => {
         }
       }
     }
-    // Every $ref points at something in the document.
-    for (const ref of JSON.stringify(document).matchAll(/"\$ref":"([^"]+)"/g)) {
-      const pointer = ref[1] ?? '';
-      expect(pointer.startsWith('#/')).toBe(true);
-      let node: unknown = document;
-      for (const segment of pointer.slice(2).split('/')) {
-        node = (node as Record<string, unknown>)[segment.replace(/~1/g, '/').replace(/~0/g, '~')];
+    // Every operation says what it answers: a success, a 401 where it takes a token, a schema for every
+    // body, and every error as problem details (through a $ref or inline; a $ref must resolve).
+    const operations = Object.entries(document.paths).flatMap(([path, item]) =>
+      Object.entries(item)
+        .filter(([method]) => methods.includes(method))
+        .map(([method, operation]) => ({ where: `${method} ${path}`, path, method, operation })),
+    );
+    expect(operations.length).toBeGreaterThanOrEqual(12);
+    let problemResponses = 0;
+    for (const { where, path, method, operation } of operations) {
+      const responses = Object.entries(operation.responses ?? {});
+      expect(
+        responses.some(([status]) => /^[23]\d\d$/.test(status)),
+        where,
+      ).toBe(true);
+      if ((operation.security ?? []).length > 0) expect(Object.keys(operation.responses ?? {}), where).toContain('401');
+      for (const [status, response] of responses) {
+        for (const [type, media] of Object.entries(response.content ?? {})) {
+          const schema = resolveRef(document, media.schema);
+          expect(schema, `${where} ${status} ${type}`).toBeDefined();
+          if (Number(status) >= 400) {
+            expect(schema, `${where} ${status} ${type}`).toMatchObject({
+              required: expect.arrayContaining(['type', 'title', 'status', 'detail']) as unknown,
+            });
+            problemResponses += 1;
+          }
+        }
       }
-      expect(node, pointer).toBeDefined();
+      // What the document describes is what the service serves, under both prefixes.
+      const url = path.replace(/\{(\w+)\}/g, ':$1');
+      const served = [url, url.replace(/^\/api\/v1\//, '/api_v1/')];
+      for (const route of served) {
+        expect(service.app.hasRoute({ method: method.toUpperCase(), url: route }), route).toBe(true);
+      }
     }
+    expect(problemResponses).toBeGreaterThan(20);
 
     const uploadOperation = document.paths['/api/v1/record/']?.post;
     const multipart = uploadOperation?.requestBody?.content?.['multipart/form-data']?.schema;
@@ -459,8 +463,20 @@ interface OpenApiOperation {
   requestBody?: {
     content?: Record<string, { schema?: { required?: string[]; properties?: Record<string, unknown> } }>;
   };
-  responses?: Record<string, { content?: Record<string, unknown> }>;
+  responses?: Record<string, { content?: Record<string, { schema?: unknown }> }>;
   security?: unknown[];
+}
+
+/** The schema itself, or what its local `$ref` points at (undefined when it points nowhere). */
+function resolveRef(document: OpenApiDocument, schema: unknown): unknown {
+  const ref = (schema as { $ref?: unknown } | undefined)?.$ref;
+  if (typeof ref !== 'string') return schema;
+  if (!ref.startsWith('#/')) return undefined;
+  let node: unknown = document;
+  for (const segment of ref.slice(2).split('/')) {
+    node = (node as Record<string, unknown> | undefined)?.[segment.replace(/~1/g, '/').replace(/~0/g, '~')];
+  }
+  return node;
 }
 
 interface OpenApiDocument {
@@ -513,7 +529,7 @@ describe.each(databaseKinds)('restart on the same data (%s)', (kind) => {
 });
 
 describe.each(databaseKinds)('concurrent uploads (%s)', (kind) => {
-  let service: Awaited<ReturnType<typeof startIsolatedService>>;
+  let service: IsolatedService;
   beforeAll(async () => {
     service = await startIsolatedService(kind, { CONVERT_CONCURRENCY: '2' });
   });
@@ -551,8 +567,19 @@ describe.each(databaseKinds)('concurrent uploads (%s)', (kind) => {
   });
 });
 
+/**
+ * Waits until the request's closing log line ("request completed", written just after its answer went
+ * out) is there; requests are sent one after the other, so every earlier line is there too.
+ */
+async function expectCompletionLogged(service: IsolatedService, requestId: string | null | undefined): Promise<void> {
+  expect(requestId).toEqual(expect.any(String));
+  await expect
+    .poll(() => logLines(service).some((line) => line.reqId === requestId && line.msg === 'request completed'))
+    .toBe(true);
+}
+
 describe('logs', () => {
-  let service: Awaited<ReturnType<typeof startIsolatedService>>;
+  let service: IsolatedService;
   beforeAll(async () => {
     service = await startIsolatedService(FASTEST_KIND);
     // Let start-up lines (the converter check) land before the window the tests look at.
@@ -595,14 +622,14 @@ describe('logs', () => {
       headers: { authorization: `Bearer ${token}`, 'content-type': 'text/plain' },
       body: 'not multipart',
     });
-    await curl([
+    const last = await curl([
       '-X',
       'POST',
       `${base}/record/?access_token=${token}&user_id=${user.user_id}`,
       '-F',
       'file=@/dev/null',
     ]);
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await expectCompletionLogged(service, last.headers.get('x-request-id'));
 
     const logs = service.logs().slice(start);
     expect(logs.length).toBeGreaterThan(0);
@@ -633,11 +660,13 @@ describe('logs', () => {
       const response = await fetch(`${service.url}/health`, { headers: { 'x-request-id': invalid } });
       expect(response.headers.get('x-request-id')).toMatch(UUID);
     }
+    let lastId: string | null = null;
     for (const path of ['/health', '/ready', '/docs', '/openapi.json', '/nowhere', `${PREFIX}/users/?username=`]) {
       const response = await fetch(`${service.url}${path}`, { method: path.includes('users') ? 'POST' : 'GET' });
-      expect(response.headers.get('x-request-id'), path).toMatch(UUID);
+      lastId = response.headers.get('x-request-id');
+      expect(lastId, path).toMatch(UUID);
     }
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await expectCompletionLogged(service, lastId);
 
     const lines = service
       .logs()

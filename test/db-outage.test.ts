@@ -1,11 +1,13 @@
 import { execFileSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createUser, upload, PREFIX, type TestUser } from './helpers/client.js';
-import { multipartAround, openUpload, sleep, writeChunk } from './helpers/multipart.js';
-import { filesOnDisk, recordIdsInDatabase, sha256 } from './helpers/process.js';
-import { startIsolatedService } from './helpers/service.js';
-import { makeWav } from './helpers/wav.js';
+import { createUser, openUpload, upload, PREFIX, type TestUser } from './kit/client.js';
+import { recordIdsInDatabase } from './kit/database.js';
+import { filesOnDisk } from './kit/disk.js';
+import { sha256 } from './kit/process.js';
+import { startIsolatedService, type IsolatedService } from './kit/service.js';
+import { sleep } from './kit/stats.js';
+import { makeWav } from './kit/wav.js';
 
 /**
  * Stops the shared PostgreSQL for about 10 s while requests run. It disturbs every other test using that
@@ -28,7 +30,7 @@ interface Observation {
 }
 
 describe.runIf(enabled)('PostgreSQL outage', () => {
-  let service: Awaited<ReturnType<typeof startIsolatedService>>;
+  let service: IsolatedService;
   let user: TestUser;
   const acknowledged = new Map<string, string>();
 
@@ -69,14 +71,9 @@ describe.runIf(enabled)('PostgreSQL outage', () => {
     await uploadAcknowledged();
 
     // An upload that is authenticated before the outage and whose conversion ends during it.
-    const body = multipartAround();
     const wav = makeWav({ durationSeconds: 1 });
-    const inFlight = openUpload(
-      `${service.url}${PREFIX}/record/?user_id=${user.user_id}`,
-      user.access_token,
-      body.contentType,
-    );
-    await writeChunk(inFlight.req, Buffer.concat([body.head, wav.subarray(0, wav.length / 2)]));
+    const inFlight = await openUpload(service.url, user);
+    await inFlight.write(wav.subarray(0, wav.length / 2));
 
     const during: Observation[] = [];
     let stopped = false;
@@ -84,8 +81,8 @@ describe.runIf(enabled)('PostgreSQL outage', () => {
       pgctl('stop');
       stopped = true;
       const outageEnds = Date.now() + OUTAGE_MS;
-      inFlight.req.end(Buffer.concat([wav.subarray(wav.length / 2), body.tail]));
-      const inFlightAnswer = await inFlight.answer;
+      await inFlight.end(Buffer.concat([wav.subarray(wav.length / 2), inFlight.form.tail]));
+      const inFlightAnswer = await inFlight.response;
       expect(inFlightAnswer.status).toBe(503);
 
       // Steady traffic of every kind during the rest of the outage.

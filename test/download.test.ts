@@ -1,13 +1,17 @@
-import { readdir } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PREFIX, createUser, parseContentDisposition, rawRequest, upload, type TestUser } from './helpers/client.js';
-import { databaseKinds, startIsolatedService } from './helpers/service.js';
-import { decodeMp3, makeWav } from './helpers/wav.js';
+import { PREFIX, createUser, parseContentDisposition, recordIdOf, upload, type TestUser } from './kit/client.js';
+import { databaseKinds } from './kit/database.js';
+import { filesOnDisk, recordPath } from './kit/disk.js';
+import { expectProblem } from './kit/expect.js';
+import { sendRequest } from './kit/http.js';
+import { logLines, startIsolatedService, type IsolatedService } from './kit/service.js';
+import { decodeMp3, makeWav } from './kit/wav.js';
 
 const BROWSER_ACCEPT = 'text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8';
 
 describe.each(databaseKinds)('GET record: the MP3 and its HTTP semantics (%s)', (kind) => {
-  let service: Awaited<ReturnType<typeof startIsolatedService>>;
+  let service: IsolatedService;
   let user: TestUser;
   /** A 1.5 s stereo recording, uploaded once with a title and a file name. */
   let recordUrl: string;
@@ -75,7 +79,7 @@ describe.each(databaseKinds)('GET record: the MP3 and its HTTP semantics (%s)', 
   it('gives non-ASCII titles an RFC 6266 filename* and an ASCII-only fallback', async () => {
     for (const title of ['Запись №1', 'Café au lait', '会議 2024']) {
       const url = await uploadOk({ title });
-      const response = await rawRequest(url, { method: 'HEAD' });
+      const response = await sendRequest(url, { method: 'HEAD' });
       expect(response.status).toBe(200);
       const header = response.headers['content-disposition'] ?? '';
       // Header bytes arrive as latin1: any non-ASCII byte would be mojibake for some client.
@@ -107,7 +111,7 @@ describe.each(databaseKinds)('GET record: the MP3 and its HTTP semantics (%s)', 
   });
 
   it('refuses titles with CR/LF or other control characters at upload, leaving nothing behind', async () => {
-    const before = await listRecords(service.dataDir);
+    const before = (await filesOnDisk(service.dataDir)).records;
     for (const title of ['line\r\nX-Injected: 1', 'bell\u0007', 'tab\there']) {
       const asField = await upload(service.url, user, makeWav({ durationSeconds: 0.1 }), { title });
       expect(asField.status).toBe(400);
@@ -123,7 +127,7 @@ describe.each(databaseKinds)('GET record: the MP3 and its HTTP semantics (%s)', 
       expect(asQuery.status).toBe(400);
       expect(((await asQuery.json()) as { detail: string }).detail).toMatch(/title/);
     }
-    expect(await listRecords(service.dataDir)).toEqual(before);
+    expect((await filesOnDisk(service.dataDir)).records).toEqual(before);
   });
 
   it('serves a single range as 206 with exactly those bytes', async () => {
@@ -213,7 +217,7 @@ describe.each(databaseKinds)('GET record: the MP3 and its HTTP semantics (%s)', 
   });
 
   it('answers HEAD with the headers of GET and no body', async () => {
-    const response = await rawRequest(recordUrl, { method: 'HEAD' });
+    const response = await sendRequest(recordUrl, { method: 'HEAD' });
     expect(response.status).toBe(200);
     expect(response.headers['content-type']).toBe('audio/mpeg');
     expect(response.headers['content-length']).toBe(String(full.length));
@@ -221,7 +225,7 @@ describe.each(databaseKinds)('GET record: the MP3 and its HTTP semantics (%s)', 
     expect(response.headers.etag).toMatch(/^"/);
     expect(response.body.length).toBe(0);
 
-    const ranged = await rawRequest(recordUrl, { method: 'HEAD', headers: { range: 'bytes=0-9' } });
+    const ranged = await sendRequest(recordUrl, { method: 'HEAD', headers: { range: 'bytes=0-9' } });
     expect(ranged.status).toBe(206);
     expect(ranged.headers['content-length']).toBe('10');
   });
@@ -230,13 +234,12 @@ describe.each(databaseKinds)('GET record: the MP3 and its HTTP semantics (%s)', 
     const etag = (await fetch(recordUrl, { method: 'HEAD' })).headers.get('etag') ?? '';
     const before = (await readdir('/proc/self/fd')).length;
     for (let round = 0; round < 15; round++) {
-      await rawRequest(recordUrl, { method: 'HEAD' });
-      await rawRequest(recordUrl, { headers: { 'if-none-match': etag } });
-      await rawRequest(recordUrl, { headers: { range: `bytes=${full.length + 5}-` } });
+      await sendRequest(recordUrl, { method: 'HEAD' });
+      await sendRequest(recordUrl, { headers: { 'if-none-match': etag } });
+      await sendRequest(recordUrl, { headers: { range: `bytes=${full.length + 5}-` } });
     }
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    const after = (await readdir('/proc/self/fd')).length;
-    expect(after - before).toBeLessThan(10);
+    // Descriptors are closed as the answers finish, perhaps just after the client has them: wait for that.
+    await expect.poll(async () => (await readdir('/proc/self/fd')).length - before).toBeLessThan(10);
   });
 
   it('answers JSON metadata when Accept prefers application/json', async () => {
@@ -268,7 +271,7 @@ describe.each(databaseKinds)('GET record: the MP3 and its HTTP semantics (%s)', 
 
   it('answers audio to browsers, curl and clients that prefer audio', async () => {
     for (const accept of [BROWSER_ACCEPT, '*/*', 'audio/*', 'audio/mpeg, application/json;q=0.9', undefined]) {
-      const response = await rawRequest(recordUrl, accept === undefined ? {} : { headers: { accept } });
+      const response = await sendRequest(recordUrl, accept === undefined ? {} : { headers: { accept } });
       expect(response.status, String(accept)).toBe(200);
       expect(response.headers['content-type'], String(accept)).toBe('audio/mpeg');
       expect(response.body.equals(full)).toBe(true);
@@ -290,6 +293,23 @@ describe.each(databaseKinds)('GET record: the MP3 and its HTTP semantics (%s)', 
         expect(await response.json()).toMatchObject({ status: 404, title: 'Not Found', type: 'about:blank' });
       }
     }
+  });
+
+  it('answers 404 for a record whose file is missing, and logs that its row has no file', async () => {
+    const url = await uploadOk({ title: 'soon without its file' });
+    const recordId = recordIdOf(url);
+    await rm(recordPath(service.dataDir, recordId));
+
+    const requestId = `missing-file-${kind}`;
+    const response = await fetch(url, { headers: { 'x-request-id': requestId } });
+    const problem = await expectProblem(response, 404);
+    // To the client it is as absent as a record that never was.
+    const unknown = `${service.url}${PREFIX}/record?record_id=${crypto.randomUUID()}&user_id=${user.user_id}`;
+    expect(problem).toEqual(await expectProblem(await fetch(unknown), 404));
+    // To the operator it is an inconsistency: an error, under the request's id, naming the record.
+    const errors = logLines(service).filter((line) => line.reqId === requestId && line.level >= 50);
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatchObject({ recordId, msg: expect.stringMatching(/row.*(without|no).*file/i) as unknown });
   });
 
   it('answers 400 for ids that are not UUIDs', async () => {
@@ -320,8 +340,3 @@ describe.each(databaseKinds)('GET record: the MP3 and its HTTP semantics (%s)', 
     expect(((await json.json()) as { record_url: string }).record_url).toBe(recordUrl.replace('/api/v1/', '/api_v1/'));
   });
 });
-
-async function listRecords(dataDir: string): Promise<string[]> {
-  const entries = await readdir(`${dataDir}/records`, { recursive: true });
-  return entries.filter((name) => name.endsWith('.mp3')).sort();
-}

@@ -1,58 +1,23 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { readdir } from 'node:fs/promises';
-import { join } from 'node:path';
-import { PGlite } from '@electric-sql/pglite';
-import postgres from 'postgres';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import {
-  PREFIX,
-  createUser,
-  multipartBody,
-  multipartPartHead,
-  multipartTail,
-  streamRequest,
-  upload,
-  type FormPart,
-  type StreamedResponse,
-  type TestUser,
-} from './helpers/client.js';
-import { databaseKinds, startIsolatedService, type DatabaseKind } from './helpers/service.js';
-import { makeWav, withFormatTag } from './helpers/wav.js';
-
-type Service = Awaited<ReturnType<typeof startIsolatedService>>;
+import { rm } from 'node:fs/promises';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { PREFIX, createUser, openUpload, upload, type TestUser } from './kit/client.js';
+import { createTestDatabase, databaseKinds, query, type DatabaseKind } from './kit/database.js';
+import { filesOnDisk } from './kit/disk.js';
+import { expectProblem, type ProblemJson } from './kit/expect.js';
+import { streamRequest } from './kit/http.js';
+import { multipartBody, multipartPartHead, multipartTail, type FormPart } from './kit/multipart.js';
+import { logLines, startIsolatedService, startService, type IsolatedService as Service } from './kit/service.js';
+import { makeWav, withFormatTag } from './kit/wav.js';
 
 const MAX_UPLOAD_BYTES = 64 * 1024;
 const BOUNDARY = 'test-boundary-7MA4YWxkTrZu0gW';
+// Tests where the database does not matter use PostgreSQL when there is one: it starts far faster than a fresh PGlite.
+const FASTEST_KIND = databaseKinds.at(-1) ?? 'pglite';
 
 /** A small valid WAV: 0.3 s of 8 kHz mono 16-bit, about 5 KB. */
 const smallWav = () => makeWav({ durationSeconds: 0.3, sampleRate: 8000, channels: 1 });
-
-interface Problem {
-  type: string;
-  title: string;
-  status: number;
-  detail: string;
-}
-
-/** Checks the parts every error shares: status, problem+json, the four members and nothing that leaks. */
-async function expectProblem(response: Response | StreamedResponse, status: number): Promise<Problem> {
-  const isFetch = response instanceof Response;
-  const text = isFetch ? await response.text() : response.body;
-  const contentType = isFetch ? response.headers.get('content-type') : response.headers['content-type'];
-  expect({ status: response.status, body: text }).toMatchObject({ status });
-  expect(contentType).toMatch(/^application\/problem\+json(;|$)/);
-  const body = JSON.parse(text) as Problem;
-  expect(Object.keys(body).sort()).toEqual(['detail', 'status', 'title', 'type']);
-  expect(body.status).toBe(status);
-  expect(body.type).toEqual(expect.any(String));
-  expect(body.title).toEqual(expect.any(String));
-  expect(body.detail).toEqual(expect.any(String));
-  expect(body.detail.length).toBeGreaterThan(0);
-  // No stack frames, source paths or driver internals.
-  expect(text).not.toMatch(/\bat .+:\d+:\d+|node_modules|\/src\/|\.ts\b|stack/i);
-  return body;
-}
 
 const recordUrl = (service: Service, userId: string, query: Record<string, string> = {}) =>
   `${service.url}${PREFIX}/record/?${new URLSearchParams({ user_id: userId, ...query }).toString()}`;
@@ -76,19 +41,6 @@ const wavPart = (data: Buffer, filename = 'recording.wav', contentType = 'audio/
   data,
 });
 
-async function countFiles(directory: string): Promise<number> {
-  const entries = await readdir(directory, { withFileTypes: true, recursive: true });
-  return entries.filter((entry) => entry.isFile()).length;
-}
-
-async function eventually(check: () => Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
 /**
  * Tracks what a service holds: successful uploads are counted, and after a failure the temp folder must be
  * empty and the stored files (and, on PostgreSQL, the rows) must match the successes exactly.
@@ -110,33 +62,23 @@ class Ledger {
 
   async expectNothingLeft(): Promise<void> {
     // Cleanup after a failed conversion finishes before the answer is sent, so no waiting is needed.
-    expect(await readdir(join(this.service.dataDir, 'tmp'))).toEqual([]);
-    expect(await countFiles(join(this.service.dataDir, 'records'))).toBe(this.succeeded);
-    if (this.kind === 'postgres') expect(await this.rowsLive()).toBe(this.succeeded);
+    const disk = await filesOnDisk(this.service.dataDir);
+    expect(disk.temp).toEqual([]);
+    expect(disk.records).toHaveLength(this.succeeded);
+    // PostgreSQL can be asked while the app runs; PGlite has a single owner (see rowsAfterStop).
+    if (this.kind === 'postgres') expect(await this.rows()).toBe(this.succeeded);
   }
 
-  /** PostgreSQL can be asked while the app runs. */
-  private async rowsLive(): Promise<number> {
-    const sql = postgres(this.service.database.url ?? '', { max: 1, onnotice: () => {} });
-    try {
-      const [row] = await sql<Array<{ count: string }>>`select count(*)::text as count from records`;
-      return Number(row?.count);
-    } finally {
-      await sql.end();
-    }
-  }
-
-  /** Counts rows once the service is stopped: PGlite has a single owner. */
+  /** Counts rows once the service is stopped, which any database allows. */
   async rowsAfterStop(): Promise<number> {
     await this.service.stop();
-    if (this.kind === 'postgres') return this.rowsLive();
-    const database = await PGlite.create(join(this.service.dataDir, 'pglite'));
-    try {
-      const result = await database.query<{ count: number }>('select count(*)::int as count from records');
-      return result.rows[0]?.count ?? -1;
-    } finally {
-      await database.close();
-    }
+    return this.rows();
+  }
+
+  private async rows(): Promise<number> {
+    const where = { dataDir: this.service.dataDir, databaseUrl: this.service.database.url };
+    const [row] = await query<{ count: number }>(where, 'select count(*)::int as count from records');
+    return row?.count ?? -1;
   }
 }
 
@@ -268,7 +210,7 @@ describe.each(databaseKinds)('errors (%s)', (kind) => {
         },
         { name: 'another user’s token in query', userId: alice.user_id, headers: {}, query: bob.access_token },
       ];
-      const bodies = new Map<string, Problem>();
+      const bodies = new Map<string, ProblemJson>();
       for (const attempt of attempts) {
         const query: Record<string, string> = attempt.query === undefined ? {} : { access_token: attempt.query };
         const response = await fetch(recordUrl(service, attempt.userId, query), {
@@ -296,7 +238,7 @@ describe.each(databaseKinds)('errors (%s)', (kind) => {
         `record_id=${recordId}&user_id=${bob.user_id}`,
         `record_id=${recordId}&user_id=${randomUUID()}`,
       ];
-      const bodies: Problem[] = [];
+      const bodies: ProblemJson[] = [];
       for (const query of cases) {
         for (const accept of ['audio/mpeg', 'application/json']) {
           const response = await fetch(`${service.url}${PREFIX}/record?${query}`, { headers: { accept } });
@@ -519,7 +461,9 @@ describe.each(databaseKinds)('errors (%s)', (kind) => {
       );
       await request.write(wav.subarray(0, HELD_BYTES));
       // ffmpeg opens its output once the header has arrived: then the slot is surely taken.
-      await eventually(async () => (await readdir(join(busy.dataDir, 'tmp'))).length > 0, 'the conversion started');
+      await expect
+        .poll(async () => (await filesOnDisk(busy.dataDir)).temp.length, { timeout: 10_000 })
+        .toBeGreaterThan(0);
       return request;
     }
 
@@ -545,9 +489,9 @@ describe.each(databaseKinds)('errors (%s)', (kind) => {
       expect(Number(unreadResponse.headers['retry-after'])).toBeGreaterThanOrEqual(1);
       await expectProblem(unreadResponse, 503);
 
-      slow.end(Buffer.concat([wav.subarray(HELD_BYTES), Buffer.from('\r\n'), multipartTail(BOUNDARY)]));
+      await slow.end(Buffer.concat([wav.subarray(HELD_BYTES), Buffer.from('\r\n'), multipartTail(BOUNDARY)]));
       const finished = await slow.response;
-      expect({ status: finished.status, body: finished.body }).toMatchObject({ status: 200 });
+      expect({ status: finished.status, body: finished.text }).toMatchObject({ status: 200 });
       busyLedger.succeeded += 1;
 
       // The slot is free again.
@@ -558,24 +502,41 @@ describe.each(databaseKinds)('errors (%s)', (kind) => {
     it('a client that goes away mid-upload leaves nothing and frees its slot', async () => {
       const slow = await holdUpload(slowWav());
       slow.abort();
-      await eventually(async () => (await readdir(join(busy.dataDir, 'tmp'))).length === 0, 'the temp file is gone');
-      let response = await upload(busy.url, carol, smallWav());
-      const deadline = Date.now() + 10_000;
-      while (response.status === 503 && Date.now() < deadline) {
-        await response.body?.cancel();
-        await new Promise((resolve) => setTimeout(resolve, 100));
-        response = await upload(busy.url, carol, smallWav());
-      }
+      await expect.poll(async () => (await filesOnDisk(busy.dataDir)).temp, { timeout: 10_000 }).toEqual([]);
+      // The slot is freed as the aborted request winds down: until then the service answers 503.
+      const response = await vi.waitFor(
+        async () => {
+          const attempt = await upload(busy.url, carol, smallWav());
+          if (attempt.status === 503) {
+            await attempt.body?.cancel();
+            throw new Error('the slot is still taken');
+          }
+          return attempt;
+        },
+        { timeout: 10_000, interval: 100 },
+      );
       await busyLedger.expectSuccess(response);
       await busyLedger.expectNothingLeft();
     });
 
     it('stores a row for every success and none for a failure', async () => {
+      // A success and a failure of its own, so that the count means something when this test runs alone.
+      await busyLedger.expectSuccess(await upload(busy.url, carol, smallWav()));
+      await expectProblem(await upload(busy.url, carol, Buffer.from('not a WAV at all')), 415);
+      await busyLedger.expectNothingLeft();
       expect(await busyLedger.rowsAfterStop()).toBe(busyLedger.succeeded);
     });
   });
 
   it('stores a row for every success and none for a failure', async () => {
+    // Successes and failures of its own (one converted and stored before it failed), so that the count means
+    // something when this test runs alone; run after the others, it covers theirs too.
+    await ledger.expectSuccess(await upload(service.url, alice, smallWav()));
+    await expectProblem(await upload(service.url, alice, Buffer.from('not a WAV at all')), 415);
+    await expectProblem(
+      await postForm(service, alice, [wavPart(smallWav()), { name: 'title', data: 'a\u0001b' }]),
+      400,
+    );
     await ledger.expectNothingLeft();
     expect(await ledger.rowsAfterStop()).toBe(ledger.succeeded);
   });
@@ -607,3 +568,106 @@ function lessThanOneFrame(): Buffer {
   wav.writeUInt32LE(wav.length - 8, 4);
   return wav;
 }
+
+describe(`500 for a failure nobody foresaw (${FASTEST_KIND})`, () => {
+  it('answers a problem that tells nothing of the cause, and logs the error under the request id', async () => {
+    const database = await createTestDatabase(FASTEST_KIND);
+    let service = await startService({ databaseUrl: database.url });
+    const { dataDir } = service;
+    try {
+      const user = await createUser(service.url);
+      // Something the code relies on breaks underneath it: the column the list of records reads is renamed.
+      const rename = 'alter table records rename column title to title_renamed_by_test';
+      if (database.url !== undefined) {
+        await query({ dataDir, databaseUrl: database.url }, rename);
+      } else {
+        // PGlite has one owner: change it while the service is stopped.
+        await service.stop();
+        await query({ dataDir, databaseUrl: undefined }, rename);
+        service = await startService({ dataDir });
+      }
+
+      const requestId = 'broken-list-500';
+      const response = await fetch(`${service.url}${PREFIX}/records?user_id=${user.user_id}`, {
+        headers: { authorization: `Bearer ${user.access_token}`, 'x-request-id': requestId },
+      });
+      expect(response.headers.get('x-request-id')).toBe(requestId);
+      const problem = await expectProblem(response, 500);
+      // No SQL, no driver, table or column name in the answer (expectProblem rules out stack frames).
+      expect(problem.detail).not.toMatch(/select|column|title|records|drizzle|postgres|pglite|query|sql|exist/i);
+      expect(JSON.stringify(problem)).not.toMatch(/select|column|records|title_renamed|drizzle|postgres|pglite|sql/i);
+
+      // The log has it all, at error level, under the request's id.
+      const errors = logLines(service).filter((line) => line.reqId === requestId && line.level >= 50);
+      expect(errors).toHaveLength(1);
+      expect(JSON.stringify(errors[0])).toMatch(/title/);
+      expect(errors[0]?.err?.stack).toEqual(expect.any(String));
+    } finally {
+      await service.stop();
+      await database.drop();
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe(`a client that leaves while queued for a conversion slot (${FASTEST_KIND})`, () => {
+  let service: Service;
+  beforeAll(async () => {
+    service = await startIsolatedService(FASTEST_KIND, {
+      CONVERT_CONCURRENCY: '1',
+      CONVERT_QUEUE_SIZE: '1',
+      // The probes below fail authentication on purpose.
+      RATE_LIMIT_AUTH_FAILURES: '0',
+    });
+  });
+  afterAll(async () => {
+    await service?.cleanup();
+  });
+
+  /**
+   * Whether the queue is full, without joining it: a full service answers 503 before authenticating,
+   * else the wrong token gets 401.
+   */
+  const probe = async () => {
+    const response = await fetch(`${service.url}${PREFIX}/record/?user_id=${randomUUID()}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${randomUUID()}` },
+    });
+    await response.body?.cancel();
+    return response.status;
+  };
+
+  it('is not a 500, frees its place in the queue, and the service carries on', async () => {
+    const user = await createUser(service.url);
+    const wav = makeWav({ durationSeconds: 3, sampleRate: 22050, channels: 1 });
+    // A slow upload holds the only slot…
+    const holder = await openUpload(service.url, user);
+    await holder.write(wav.subarray(0, 96 * 1024));
+    await expect.poll(async () => (await filesOnDisk(service.dataDir)).temp.length, { timeout: 10_000 }).toBe(1);
+    expect(await probe()).toBe(401);
+
+    // …so the next one waits in the queue, which is then full.
+    const requestId = 'queued-then-gone';
+    const waiting = await openUpload(service.url, user, { headers: { 'x-request-id': requestId } });
+    await expect.poll(probe, { timeout: 10_000 }).toBe(503);
+
+    // Its client goes away while it waits.
+    waiting.abort();
+    await expect(waiting.response).rejects.toThrow();
+    // It leaves the queue: the service has room for one waiting upload again.
+    await expect.poll(probe, { timeout: 10_000 }).toBe(401);
+    const itsLines = logLines(service).filter((line) => line.reqId === requestId);
+    expect(itsLines.length).toBeGreaterThan(0);
+    expect(itsLines.filter((line) => line.level >= 50 || line.res?.statusCode === 500)).toEqual([]);
+
+    // The upload holding the slot completes, and the next one is converted at once.
+    await holder.end(Buffer.concat([wav.subarray(96 * 1024), holder.form.tail]));
+    const held = await holder.response;
+    expect({ status: held.status, body: held.text }).toMatchObject({ status: 200 });
+    expect((await upload(service.url, user, smallWav())).status).toBe(200);
+    expect((await filesOnDisk(service.dataDir)).temp).toEqual([]);
+    // Nothing went wrong anywhere: the only error lines are the 503s the probes asked for.
+    const errors = logLines(service).filter((line) => line.level >= 50 || line.res?.statusCode === 500);
+    expect(errors.filter((line) => line.err?.status !== 503)).toEqual([]);
+  });
+});

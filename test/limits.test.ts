@@ -1,37 +1,13 @@
-import { readdir } from 'node:fs/promises';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createUser, upload, PREFIX, type TestUser } from './helpers/client.js';
-import { multipartAround, openUpload, sleep, writeChunk, type Answer } from './helpers/multipart.js';
-import { rawHttp } from './helpers/raw-http.js';
-import { startIsolatedService } from './helpers/service.js';
-import { makeWav } from './helpers/wav.js';
+import { createUser, openUpload, upload, PREFIX, type TestUser } from './kit/client.js';
+import { expectNoTempFiles as expectNoTempFilesIn, expectProblem } from './kit/expect.js';
+import { rawHttp, sendSlowly } from './kit/http.js';
+import { multipartBody } from './kit/multipart.js';
+import { ffmpegChildren } from './kit/process.js';
+import { startIsolatedService, type IsolatedService as Service } from './kit/service.js';
+import { makeWav } from './kit/wav.js';
 
-type Service = Awaited<ReturnType<typeof startIsolatedService>>;
-
-const expectProblem = (answer: { status: number; headers: Record<string, unknown> }, status: number) => {
-  expect(answer.status).toBe(status);
-  expect(String(answer.headers['content-type'])).toMatch(/^application\/problem\+json/);
-};
-
-async function expectNoTempFiles(service: Service): Promise<void> {
-  await expect.poll(() => readdir(join(service.dataDir, 'tmp')), { timeout: 10_000 }).toEqual([]);
-}
-
-/** Multipart by hand, for bodies no form library would build. */
-function form(boundary: string, parts: Array<{ name: string; filename?: string; body: Buffer | string }>): Buffer {
-  return Buffer.concat([
-    ...parts.flatMap((part) => [
-      Buffer.from(
-        `--${boundary}\r\nContent-Disposition: form-data; name="${part.name}"` +
-          `${part.filename === undefined ? '' : `; filename="${part.filename}"`}\r\n\r\n`,
-      ),
-      Buffer.from(part.body),
-      Buffer.from('\r\n'),
-    ]),
-    Buffer.from(`--${boundary}--\r\n`),
-  ]);
-}
+const expectNoTempFiles = (service: Service) => expectNoTempFilesIn(service.dataDir);
 
 describe('size and count limits', () => {
   let service: Service;
@@ -58,8 +34,7 @@ describe('size and count limits', () => {
     const create = (name: string) =>
       fetch(`${service.url}${PREFIX}/users/?username=${encodeURIComponent(name)}`, { method: 'POST' });
     expect((await create(`  ${'ü'.repeat(64)}  `)).status).toBe(200);
-    const long = await create('a'.repeat(65));
-    expectProblem({ status: long.status, headers: { 'content-type': long.headers.get('content-type') } }, 400);
+    await expectProblem(await create('a'.repeat(65)), 400);
     expect((await create('b'.repeat(5000))).status).toBe(400);
   });
 
@@ -69,9 +44,9 @@ describe('size and count limits', () => {
       port,
       `GET ${PREFIX}/record?record_id=${'a'.repeat(20_000)} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`,
     );
-    expectProblem(longQuery, 431);
+    await expectProblem(longQuery, 431);
     const bigHeader = await rawHttp(port, `GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ${'b'.repeat(20_000)}\r\n\r\n`);
-    expectProblem(bigHeader, 431);
+    await expectProblem(bigHeader, 431);
     // Within the limit, a long but valid query is judged by the route: 400, not a crash.
     const query = await fetch(`${service.url}${PREFIX}/record?record_id=${'a'.repeat(8000)}&user_id=x`);
     expect(query.status).toBe(400);
@@ -81,59 +56,51 @@ describe('size and count limits', () => {
     const boundary = 'limitsboundary';
     const wav = makeWav({ durationSeconds: 0.1, sampleRate: 8000, channels: 1 });
     const response = await post(
-      form(boundary, [
-        { name: 'note', body: 'n'.repeat(5000) },
-        { name: 'file', filename: 'a.wav', body: wav },
-      ]),
+      multipartBody(
+        [
+          { name: 'note', data: 'n'.repeat(5000) },
+          { name: 'file', filename: 'a.wav', data: wav },
+        ],
+        boundary,
+      ),
       boundary,
     );
     expect(response.status, await response.clone().text()).toBe(200);
     await expectNoTempFiles(service);
   });
 
-  it('multipart: more than 16 parts, 8 fields or 1 file is 413', async () => {
+  it('multipart: more than 16 parts or 8 fields is 413; a second "file" part is 400', async () => {
     const wav = makeWav({ durationSeconds: 0.1, sampleRate: 8000, channels: 1 });
     const boundary = 'limitsboundary';
     const cases = [
-      Array.from({ length: 17 }, (_, i) => ({ name: `p${i}`, filename: `x${i}.bin`, body: 'x' })),
-      Array.from({ length: 9 }, (_, i) => ({ name: `f${i}`, body: 'v' })),
-      [
-        { name: 'file', filename: 'a.wav', body: wav },
-        { name: 'file', filename: 'b.wav', body: wav },
-      ],
+      Array.from({ length: 17 }, (_, i) => ({ name: `p${i}`, filename: `x${i}.bin`, data: 'x' })),
+      Array.from({ length: 9 }, (_, i) => ({ name: `f${i}`, data: 'v' })),
     ];
     for (const parts of cases) {
-      const response = await post(form(boundary, parts), boundary);
+      const response = await post(multipartBody(parts, boundary), boundary);
       expect(response.status, await response.clone().text()).toBe(413);
       expect(response.headers.get('content-type')).toMatch(/^application\/problem\+json/);
     }
+    // One recording per upload: a form with two is malformed, not too large (issue 9).
+    const twoFiles = [
+      { name: 'file', filename: 'a.wav', data: wav },
+      { name: 'file', filename: 'b.wav', data: wav },
+    ];
+    const response = await post(multipartBody(twoFiles, boundary), boundary);
+    expect(response.status, await response.clone().text()).toBe(400);
     await expectNoTempFiles(service);
   });
 
   it('upload bytes: 413 while the body is still streaming', async () => {
     const wav = makeWav({ durationSeconds: 1, sampleRate: 8000, channels: 1, unknownDataSize: true });
-    const body = multipartAround();
-    const { req, answer } = openUpload(
-      `${service.url}${PREFIX}/record/?user_id=${user.user_id}`,
-      user.access_token,
-      body.contentType,
-    );
-    let answered: Answer | undefined;
-    answer.then(
-      (value) => (answered = value),
-      () => {},
-    );
-    await writeChunk(req, Buffer.concat([body.head, wav.subarray(0, 44)]));
-    let sent = 0;
+    const request = await openUpload(service.url, user);
+    await request.write(wav.subarray(0, 44));
     // Up to 1 MiB of audio, slowly; the limit is 64 KiB.
-    while (answered === undefined && sent < 1024 * 1024) {
-      await writeChunk(req, wav.subarray(44, 44 + 8192)).catch(() => {});
-      sent += 8192;
-      await sleep(10);
-    }
-    req.destroy();
-    expect(answered?.status).toBe(413);
-    expect(answered?.headers['content-type']).toMatch(/^application\/problem\+json/);
+    const audio = Buffer.concat(Array.from({ length: 128 }, () => wav.subarray(44, 44 + 8192)));
+    const sent = await sendSlowly(request, audio, { bytes: 8192, pauseMs: 10 });
+    request.abort();
+    expect(request.answer?.status).toBe(413);
+    expect(request.answer?.headers['content-type']).toMatch(/^application\/problem\+json/);
     expect(sent).toBeLessThan(512 * 1024);
     await expectNoTempFiles(service);
   });
@@ -141,40 +108,22 @@ describe('size and count limits', () => {
   it('duration: judged from the header before converting, and counted during conversion', async () => {
     // Declared: 3 s of 8 kHz mono, over the 2 s limit; only the header is sent, the answer comes anyway.
     const declared = makeWav({ durationSeconds: 3, sampleRate: 8000, channels: 1 });
-    const body = multipartAround();
-    const { req, answer } = openUpload(
-      `${service.url}${PREFIX}/record/?user_id=${user.user_id}`,
-      user.access_token,
-      body.contentType,
-    );
-    await writeChunk(req, Buffer.concat([body.head, declared.subarray(0, 44)]));
-    const early = await answer;
-    req.destroy();
+    const request = await openUpload(service.url, user);
+    await request.write(declared.subarray(0, 44));
+    const early = await request.response;
+    request.abort();
     expect(early.status).toBe(413);
-    expect(JSON.parse(early.body)).toMatchObject({ type: '/problems/too-long' });
+    expect(JSON.parse(early.text)).toMatchObject({ type: '/problems/too-long' });
 
     // Unknown size (a streaming writer, sending as it records): the limit is enforced as the audio arrives.
     const streamed = makeWav({ durationSeconds: 3, sampleRate: 8000, channels: 1, unknownDataSize: true });
-    const live = multipartAround();
-    const recording = openUpload(
-      `${service.url}${PREFIX}/record/?user_id=${user.user_id}`,
-      user.access_token,
-      live.contentType,
-    );
-    let stopped = false;
-    recording.answer.then(
-      () => (stopped = true),
-      () => {},
-    );
-    await writeChunk(recording.req, Buffer.concat([live.head, streamed.subarray(0, 44)]));
-    for (let offset = 44; offset < streamed.length && !stopped; offset += 4000) {
-      await writeChunk(recording.req, streamed.subarray(offset, offset + 4000)).catch(() => {});
-      await sleep(20);
-    }
-    const cut = await recording.answer;
-    recording.req.destroy();
+    const recording = await openUpload(service.url, user);
+    await recording.write(streamed.subarray(0, 44));
+    await sendSlowly(recording, streamed.subarray(44), { bytes: 4000, pauseMs: 20 });
+    const cut = await recording.response;
+    recording.abort();
     expect(cut.status).toBe(413);
-    expect(JSON.parse(cut.body)).toMatchObject({ type: '/problems/too-long' });
+    expect(JSON.parse(cut.text)).toMatchObject({ type: '/problems/too-long' });
     await expectNoTempFiles(service);
     // Under the limit still works.
     expect((await upload(service.url, user, makeWav({ durationSeconds: 1.5, sampleRate: 8000 }))).status).toBe(200);
@@ -218,57 +167,40 @@ describe('slow clients and wall time', () => {
 
   it('an upload that stops sending is cut with 408 and frees its slot for the one queued behind it', async () => {
     const wav = makeWav({ durationSeconds: 1, sampleRate: 8000, channels: 1 });
-    const body = multipartAround();
-    const stalled = openUpload(
-      `${service.url}${PREFIX}/record/?user_id=${user.user_id}`,
-      user.access_token,
-      body.contentType,
-    );
-    await writeChunk(stalled.req, Buffer.concat([body.head, wav.subarray(0, wav.length / 2)]));
+    const stalled = await openUpload(service.url, user);
+    await stalled.write(wav.subarray(0, wav.length / 2));
     const stalledAt = Date.now();
-    // Queued behind it for longer than the idle timeout: waiting for a slot is not idling.
-    await sleep(200);
+    // It holds the only slot once its encoder runs (the service runs in this process); one queued behind it
+    // for longer than the idle timeout is not idling: waiting for a slot is not.
+    await expect.poll(() => ffmpegChildren(process.pid, { conversionsOnly: true })).toHaveLength(1);
     const queued = upload(service.url, user, makeWav({ durationSeconds: 0.5, sampleRate: 8000, channels: 1 }));
 
-    const cut = await stalled.answer;
+    const cut = await stalled.response;
     const cutAfter = Date.now() - stalledAt;
     expect(cut.status).toBe(408);
     expect(cut.headers['content-type']).toMatch(/^application\/problem\+json/);
     expect(cut.headers.connection).toBe('close');
     expect(cutAfter).toBeGreaterThanOrEqual(900);
     expect(cutAfter).toBeLessThan(8000);
-    stalled.req.destroy();
+    stalled.abort();
 
     const next = await queued;
     expect(next.status, await next.clone().text()).toBe(200);
     await expectNoTempFiles(service);
   });
 
-  // When the wall-time timer kills ffmpeg while the upload still trickles in, the answer is the timeout's 422.
+  // The body's deadline (CONVERT_TIMEOUT_SECONDS from admission) ends a trickle that never idles: 408.
   it('a trickle that never stops long enough to idle is bounded by the conversion wall time', async () => {
     const wav = makeWav({ durationSeconds: 1, sampleRate: 8000, channels: 1 });
-    const body = multipartAround();
-    const trickle = openUpload(
-      `${service.url}${PREFIX}/record/?user_id=${user.user_id}`,
-      user.access_token,
-      body.contentType,
-    );
-    let answered = false;
-    trickle.answer.then(
-      () => (answered = true),
-      () => {},
-    );
     const startedAt = Date.now();
-    await writeChunk(trickle.req, Buffer.concat([body.head, wav.subarray(0, 200)]));
+    const trickle = await openUpload(service.url, user);
+    await trickle.write(wav.subarray(0, 200));
     // 100 bytes every 300 ms: never idle for 1 s, and 16 KB would take ~50 s.
-    for (let offset = 200; offset < wav.length && !answered; offset += 100) {
-      await writeChunk(trickle.req, wav.subarray(offset, offset + 100)).catch(() => {});
-      await sleep(300);
-    }
-    const answer = await trickle.answer;
-    trickle.req.destroy();
-    expect(answer.status).toBe(422);
-    expect(answer.body).toMatch(/longer than 3 seconds/);
+    await sendSlowly(trickle, wav.subarray(200), { bytes: 100, pauseMs: 300 });
+    const answer = await trickle.response;
+    trickle.abort();
+    expect(answer.status).toBe(408);
+    expect(answer.text).toMatch(/within 3 seconds/);
     expect(Date.now() - startedAt).toBeLessThan(10_000);
     await expectNoTempFiles(service);
     // The slot is free again.

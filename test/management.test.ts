@@ -1,13 +1,14 @@
-import { access, readdir, readlink } from 'node:fs/promises';
+import { readdir, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import contentDisposition from 'content-disposition';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.js';
-import { createUser, upload, type TestUser } from './helpers/client.js';
-import { databaseKinds, startIsolatedService } from './helpers/service.js';
-import { makeWav } from './helpers/wav.js';
-
-type Service = Awaited<ReturnType<typeof startIsolatedService>>;
+import { createUser, openUpload, recordIdOf, upload, type TestUser } from './kit/client.js';
+import { databaseKinds, query } from './kit/database.js';
+import { exists, filesOnDisk, recordPath as recordPathIn } from './kit/disk.js';
+import { expectNoTempFiles, expectProblem } from './kit/expect.js';
+import { startIsolatedService, type IsolatedService as Service } from './kit/service.js';
+import { makeWav } from './kit/wav.js';
 
 interface RecordJson {
   record_url: string;
@@ -26,13 +27,6 @@ interface RecordJson {
 interface PageJson {
   records: RecordJson[];
   next_cursor: string | null;
-}
-
-interface ProblemJson {
-  type: string;
-  title: string;
-  status: number;
-  detail: string;
 }
 
 const PREFIXES = ['/api/v1', '/api_v1'] as const;
@@ -71,11 +65,6 @@ async function json<T>(response: Response, status = 200): Promise<T> {
   return JSON.parse(text) as T;
 }
 
-async function problem(response: Response, status: number): Promise<ProblemJson> {
-  expect(response.headers.get('content-type')).toMatch(/^application\/problem\+json/);
-  return json<ProblemJson>(response, status);
-}
-
 /** Uploads a clip and answers its record id. */
 async function addRecord(
   service: Service,
@@ -84,9 +73,7 @@ async function addRecord(
 ): Promise<string> {
   const response = await upload(service.url, user, clip(options.seconds), options);
   const { record_url: url } = await json<{ record_url: string }>(response);
-  const recordId = new URL(url).searchParams.get('record_id');
-  if (recordId === null) throw new Error(`no record_id in ${url}`);
-  return recordId;
+  return recordIdOf(url);
 }
 
 function listPage(service: Service, user: TestUser, query: Record<string, string> = {}, prefix?: string) {
@@ -111,24 +98,11 @@ async function listAll(service: Service, user: TestUser, query: Record<string, s
   return all;
 }
 
-const recordPath = (service: Service, recordId: string) =>
-  join(service.dataDir, 'records', recordId.slice(0, 2), `${recordId}.mp3`);
-
-async function exists(path: string): Promise<boolean> {
-  return access(path).then(
-    () => true,
-    () => false,
-  );
-}
+const recordPath = (service: Service, recordId: string) => recordPathIn(service.dataDir, recordId);
 
 /** Every MP3 file under <dataDir>/records, by record id. */
 async function storedRecordIds(service: Service): Promise<string[]> {
-  const root = join(service.dataDir, 'records');
-  const ids: string[] = [];
-  for (const shard of await readdir(root)) {
-    for (const name of await readdir(join(root, shard))) ids.push(name.replace(/\.mp3$/, ''));
-  }
-  return ids.sort();
+  return (await filesOnDisk(service.dataDir)).records;
 }
 
 /** Files this process has open whose path was unlinked (Linux shows them as "<path> (deleted)"). */
@@ -216,19 +190,19 @@ describe.each(databaseKinds)('managing records and accounts (%s)', (kind) => {
       token: user.access_token,
       query: { user_id: user.user_id },
     });
-    expect((await problem(missing, 404)).detail).toBe('No such record for this user.');
+    expect((await expectProblem(missing, 404)).detail).toBe('No such record for this user.');
     const malformed = await call(service, '/records/not-a-uuid', {
       token: user.access_token,
       query: { user_id: user.user_id },
     });
-    await problem(malformed, 400);
+    await expectProblem(malformed, 400);
   });
 
   it('refuses page sizes outside 1–200 and cursors it did not give out', async () => {
     const user = await createUser(service.url);
     await addRecord(service, user);
     for (const limit of ['0', '201', '-1', 'many', '1.5']) {
-      await problem(await listPage(service, user, { limit }), 400);
+      await expectProblem(await listPage(service, user, { limit }), 400);
     }
     for (const limit of ['1', '200']) {
       expect((await json<PageJson>(await listPage(service, user, { limit }))).records).toHaveLength(1);
@@ -241,7 +215,7 @@ describe.each(databaseKinds)('managing records and accounts (%s)', (kind) => {
       forged(['2026-01-01T00:00:00.000000Z', -1]),
       forged(['yesterday', 1]),
     ]) {
-      expect((await problem(await listPage(service, user, { cursor }), 400)).detail).toMatch(/cursor/);
+      expect((await expectProblem(await listPage(service, user, { cursor }), 400)).detail).toMatch(/cursor/);
     }
     // A well-formed cursor from the past lists what is older than it: nothing.
     const old = await json<PageJson>(
@@ -295,21 +269,21 @@ describe.each(databaseKinds)('managing records and accounts (%s)', (kind) => {
     expect((await json<RecordJson>(await rename('again'))).title).toBe('again');
     expect((await json<RecordJson>(await rename('   '))).title).toBeNull();
 
-    await problem(await rename('x'.repeat(201)), 400);
-    await problem(await rename('bell\u0007'), 400);
+    await expectProblem(await rename('x'.repeat(201)), 400);
+    await expectProblem(await rename('bell\u0007'), 400);
     const noBody = await call(service, `/records/${recordId}`, {
       method: 'PATCH',
       token: user.access_token,
       query: { user_id: user.user_id },
     });
-    await problem(noBody, 400);
+    await expectProblem(noBody, 400);
     const unknown = await call(service, `/records/${crypto.randomUUID()}`, {
       method: 'PATCH',
       token: user.access_token,
       query: { user_id: user.user_id },
       body: { title: 'nope' },
     });
-    await problem(unknown, 404);
+    await expectProblem(unknown, 404);
   });
 
   it('deletes a record: its row, its URL and its file', async () => {
@@ -332,12 +306,12 @@ describe.each(databaseKinds)('managing records and accounts (%s)', (kind) => {
     expect(await deleted.text()).toBe('');
 
     expect(await exists(recordPath(service, recordId))).toBe(false);
-    await problem(await fetch(url), 404);
-    await problem(
+    await expectProblem(await fetch(url), 404);
+    await expectProblem(
       await call(service, `/records/${recordId}`, { token: user.access_token, query: { user_id: user.user_id } }),
       404,
     );
-    await problem(await remove(), 404);
+    await expectProblem(await remove(), 404);
     expect((await listAll(service, user)).map((record) => record.record_id)).toEqual([keep]);
     expect(await exists(recordPath(service, keep))).toBe(true);
   });
@@ -375,7 +349,7 @@ describe.each(databaseKinds)('managing records and accounts (%s)', (kind) => {
       // The server (in this process) still reads the unlinked file through the handle it opened.
       expect(await openDeletedFiles()).toContainEqual(expect.stringContaining(`${recordId}.mp3`));
     }
-    await problem(await fetch(url), 404);
+    await expectProblem(await fetch(url), 404);
 
     for (let next = await reader.read(); !next.done; next = await reader.read()) {
       if (next.value instanceof Uint8Array) chunks.push(next.value);
@@ -394,9 +368,9 @@ describe.each(databaseKinds)('managing records and accounts (%s)', (kind) => {
     expect(rotated.access_token).toMatch(/^[0-9a-f-]{36}$/);
     expect(rotated.access_token).not.toBe(user.access_token);
 
-    await problem(await me(user.access_token), 401);
-    await problem(await rotate(user.access_token), 401);
-    await problem(await upload(service.url, user, clip()), 401);
+    await expectProblem(await me(user.access_token), 401);
+    await expectProblem(await rotate(user.access_token), 401);
+    await expectProblem(await upload(service.url, user, clip()), 401);
     const renewed = { ...user, access_token: rotated.access_token };
     expect((await json<{ user_id: string }>(await me(renewed.access_token, true))).user_id).toBe(user.user_id);
     expect((await upload(service.url, renewed, clip(), { tokenInQuery: true })).status).toBe(200);
@@ -409,7 +383,7 @@ describe.each(databaseKinds)('managing records and accounts (%s)', (kind) => {
     if (winner === undefined) throw new Error('no rotation won');
     const { access_token: final } = await json<{ access_token: string }>(winner);
     expect((await me(final)).status).toBe(200);
-    await problem(await me(renewed.access_token), 401);
+    await expectProblem(await me(renewed.access_token), 401);
   });
 
   it('tells the token’s owner who they are and what they store', async () => {
@@ -427,9 +401,9 @@ describe.each(databaseKinds)('managing records and accounts (%s)', (kind) => {
     );
     expect(me).toMatchObject({ user_id: user.user_id, record_count: 2, total_bytes: sizes });
 
-    const noToken = await problem(await call(service, '/users/me'), 401);
-    const wrongToken = await problem(await call(service, '/users/me', { token: crypto.randomUUID() }), 401);
-    const garbage = await problem(await call(service, '/users/me', { token: 'x' }), 401);
+    const noToken = await expectProblem(await call(service, '/users/me'), 401);
+    const wrongToken = await expectProblem(await call(service, '/users/me', { token: crypto.randomUUID() }), 401);
+    const garbage = await expectProblem(await call(service, '/users/me', { token: 'x' }), 401);
     expect(new Set([noToken.detail, wrongToken.detail, garbage.detail]).size).toBe(1);
   });
 
@@ -448,12 +422,48 @@ describe.each(databaseKinds)('managing records and accounts (%s)', (kind) => {
     const stored = await storedRecordIds(service);
     for (const recordId of ids) expect(stored).not.toContain(recordId);
     expect(stored).toContain(otherId);
-    for (const url of urls) await problem(await fetch(url), 404);
-    await problem(await call(service, '/users/me', { token: user.access_token }), 401);
-    await problem(await call(service, `/users/${user.user_id}`, { method: 'DELETE', token: user.access_token }), 401);
+    for (const url of urls) await expectProblem(await fetch(url), 404);
+    await expectProblem(await call(service, '/users/me', { token: user.access_token }), 401);
+    await expectProblem(
+      await call(service, `/users/${user.user_id}`, { method: 'DELETE', token: user.access_token }),
+      401,
+    );
     expect((await json<PageJson>(await listPage(service, other))).records).toHaveLength(1);
     // The name is free again.
     await createUser(service.url, name);
+  });
+
+  it('answers 401 to an upload whose user was deleted while it converted, and keeps nothing of it', async () => {
+    const user = await createUser(service.url);
+    const filesBefore = await storedRecordIds(service);
+    const logsBefore = service.logs().length;
+    const wav = clip(2);
+    const uploading = await openUpload(service.url, user);
+    await uploading.write(wav.subarray(0, wav.length / 2));
+    // Authenticated and converting: the encoder's temp file exists while the rest of the body is awaited.
+    await expect.poll(async () => (await filesOnDisk(service.dataDir)).temp.length, { timeout: 15_000 }).toBe(1);
+
+    const deleted = await call(service, `/users/${user.user_id}`, { method: 'DELETE', token: user.access_token });
+    expect(deleted.status).toBe(204);
+    await uploading.end(Buffer.concat([wav.subarray(wav.length / 2), uploading.form.tail]));
+    const answer = await uploading.response;
+    const refusal = await expectProblem(answer, 401);
+    expect(answer.headers['www-authenticate']).toBe('Bearer');
+    // The same answer as any other authentication failure.
+    expect(refusal).toEqual(await expectProblem(await call(service, '/users/me', { token: user.access_token }), 401));
+
+    // The MP3 it converted is gone again, nothing is left in tmp/, and no row points at the deleted user.
+    await expectNoTempFiles(service.dataDir);
+    expect(await storedRecordIds(service)).toEqual(filesBefore);
+    if (kind === 'postgres') {
+      const rows = await query<{ count: number }>(
+        { dataDir: service.dataDir, databaseUrl: service.database.url },
+        `select count(*)::int as count from records where user_id = '${user.user_id}'`,
+      );
+      expect(rows).toEqual([{ count: 0 }]);
+    }
+    // Without the fix the insert's foreign-key failure was a 500: nothing of the kind was logged.
+    expect(service.logs().slice(logsBefore)).not.toMatch(/"statusCode":500|"level":50/);
   });
 
   it('answers another user’s token with the same 401, and another user’s record with the same 404', async () => {
@@ -461,7 +471,7 @@ describe.each(databaseKinds)('managing records and accounts (%s)', (kind) => {
     const intruder = await createUser(service.url);
     const recordId = await addRecord(service, owner, { title: 'private' });
     const asIntruder = { token: intruder.access_token, query: { user_id: owner.user_id } };
-    const wrongToken = await problem(
+    const wrongToken = await expectProblem(
       await call(service, '/records', { token: crypto.randomUUID(), query: { user_id: owner.user_id } }),
       401,
     );
@@ -475,19 +485,19 @@ describe.each(databaseKinds)('managing records and accounts (%s)', (kind) => {
       call(service, `/users/${owner.user_id}`, { method: 'DELETE', token: intruder.access_token }),
     ];
     for (const response of await Promise.all(withOwnersId)) {
-      const refused = await problem(response, 401);
+      const refused = await expectProblem(response, 401);
       expect(refused).toEqual(wrongToken);
       expect(response.headers.get('www-authenticate')).toBe('Bearer');
     }
 
     const ownRecords = { token: intruder.access_token, query: { user_id: intruder.user_id } };
-    const missing = await problem(await call(service, `/records/${crypto.randomUUID()}`, ownRecords), 404);
+    const missing = await expectProblem(await call(service, `/records/${crypto.randomUUID()}`, ownRecords), 404);
     const othersRecord = [
       call(service, `/records/${recordId}`, ownRecords),
       call(service, `/records/${recordId}`, { ...ownRecords, method: 'PATCH', body: { title: 'mine now' } }),
       call(service, `/records/${recordId}`, { ...ownRecords, method: 'DELETE' }),
     ];
-    for (const response of await Promise.all(othersRecord)) expect(await problem(response, 404)).toEqual(missing);
+    for (const response of await Promise.all(othersRecord)) expect(await expectProblem(response, 404)).toEqual(missing);
     expect((await json<PageJson>(await listPage(service, intruder))).records).toEqual([]);
 
     // Nothing happened to the owner's record.
@@ -567,7 +577,7 @@ describe.each(databaseKinds)('storage quotas (%s)', (kind) => {
   });
 
   const expectQuotaRefusal = async (response: Response) => {
-    const refusal = await problem(response, 413);
+    const refusal = await expectProblem(response, 413);
     expect(refusal.type).toBe(QUOTA_TYPE);
     return refusal;
   };

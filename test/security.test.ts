@@ -1,13 +1,11 @@
 import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createUser, upload, uploadAndFetch, PREFIX, type TestUser } from './helpers/client.js';
-import { databaseKinds, startIsolatedService } from './helpers/service.js';
-import { makeWav } from './helpers/wav.js';
-
-type Service = Awaited<ReturnType<typeof startIsolatedService>>;
+import { createUser, upload, uploadAndFetch, PREFIX, type TestUser } from './kit/client.js';
+import { databaseKinds, withSql } from './kit/database.js';
+import { startIsolatedService, type IsolatedService as Service } from './kit/service.js';
+import { makeWav } from './kit/wav.js';
 
 describe('security headers and CORS', () => {
   let service: Service;
@@ -159,14 +157,11 @@ describe.each(databaseKinds)('secrets at rest and in logs (%s)', (kind) => {
     expect(leaks).toEqual([]);
 
     if (service.database.url !== undefined) {
-      const sql = postgres(service.database.url, { max: 1, onnotice: () => {} });
-      try {
-        const dump = JSON.stringify([await sql`select * from users`, await sql`select * from records`]);
-        expect(dump).toContain(first.user_id);
-        for (const token of tokens) expect(dump).not.toContain(token);
-      } finally {
-        await sql.end();
-      }
+      const dump = await withSql(service.database.url, async (sql) =>
+        JSON.stringify([await sql`select * from users`, await sql`select * from records`]),
+      );
+      expect(dump).toContain(first.user_id);
+      for (const token of tokens) expect(dump).not.toContain(token);
     } else {
       // PGlite: every byte it wrote to disk (tables, WAL), searched for each token as text.
       await service.stop();

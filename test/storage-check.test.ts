@@ -1,24 +1,16 @@
-import { copyFile, mkdir, mkdtemp, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { copyFile, cp, mkdir, mkdtemp, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.js';
 import { createServices } from '../src/container.js';
 import { checkStorage, isConsistent } from '../src/services/storage-check.js';
-import { createUser, upload } from './helpers/client.js';
-import { filesOnDisk, runCheckStorage } from './helpers/process.js';
-import { createTestDatabase, databaseKinds, startService, type TestDatabase } from './helpers/service.js';
-import { makeWav } from './helpers/wav.js';
-
-const recordPath = (dataDir: string, recordId: string) =>
-  join(dataDir, 'records', recordId.slice(0, 2), `${recordId}.mp3`);
-
-async function exists(path: string): Promise<boolean> {
-  return stat(path).then(
-    () => true,
-    () => false,
-  );
-}
+import { createUser, recordIdOf, upload } from './kit/client.js';
+import { createTestDatabase, databaseKinds, type TestDatabase } from './kit/database.js';
+import { exists, filesOnDisk, recordPath } from './kit/disk.js';
+import { runCheckStorage } from './kit/process.js';
+import { startService } from './kit/service.js';
+import { makeWav } from './kit/wav.js';
 
 /** Plants a copy of a real MP3 under a record id that has no row, `ageSeconds` old. */
 async function plantOrphan(dataDir: string, source: string, ageSeconds: number): Promise<string> {
@@ -44,29 +36,39 @@ interface JsonReport {
 }
 
 describe.each(databaseKinds)('check-storage (%s)', (kind) => {
+  /** Three records of one user, made once; each test works on a copy of its own. */
+  let template: { database: TestDatabase; dataDir: string };
+  const recordIds: string[] = [];
   let database: TestDatabase;
   let dataDir: string;
-  const recordIds: string[] = [];
 
   beforeAll(async () => {
-    database = await createTestDatabase(kind);
-    dataDir = await mkdtemp(join(tmpdir(), 'audio-check-'));
-    const service = await startService({ dataDir, databaseUrl: database.url });
+    template = { database: await createTestDatabase(kind), dataDir: await mkdtemp(join(tmpdir(), 'audio-check-')) };
+    const service = await startService({ dataDir: template.dataDir, databaseUrl: template.database.url });
     try {
       const user = await createUser(service.url);
       for (let index = 0; index < 3; index++) {
         const response = await upload(service.url, user, makeWav({ durationSeconds: 0.3 }));
         expect(response.status).toBe(200);
-        const { record_url: url } = (await response.json()) as { record_url: string };
-        recordIds.push(new URL(url).searchParams.get('record_id') ?? '');
+        recordIds.push(recordIdOf(((await response.json()) as { record_url: string }).record_url));
       }
     } finally {
       await service.stop();
     }
   });
-  afterAll(async () => {
+  beforeEach(async () => {
+    // The service is stopped: PGlite's files and the template database are not in use.
+    database = await createTestDatabase(kind, template.database);
+    dataDir = await mkdtemp(join(tmpdir(), 'audio-check-'));
+    await cp(template.dataDir, dataDir, { recursive: true, preserveTimestamps: true });
+  });
+  afterEach(async () => {
     await database.drop();
     await rm(dataDir, { recursive: true, force: true });
+  });
+  afterAll(async () => {
+    await template.database.drop();
+    await rm(template.dataDir, { recursive: true, force: true });
   });
 
   const cli = (args: string[]) => runCheckStorage({ dataDir, databaseUrl: database.url }, args);

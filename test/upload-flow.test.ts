@@ -1,12 +1,13 @@
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createUser, upload, uploadAndFetch, type TestUser } from './helpers/client.js';
-import { databaseKinds, startIsolatedService } from './helpers/service.js';
-import { decodeMp3, makeWav } from './helpers/wav.js';
+import { createUser, upload, uploadAndFetch, type TestUser } from './kit/client.js';
+import { databaseKinds } from './kit/database.js';
+import { startIsolatedService, type IsolatedService } from './kit/service.js';
+import { decodeMp3, makeWav } from './kit/wav.js';
 
 describe.each(databaseKinds)('upload and download (%s)', (kind) => {
-  let service: Awaited<ReturnType<typeof startIsolatedService>>;
+  let service: IsolatedService;
   let user: TestUser;
 
   beforeAll(async () => {

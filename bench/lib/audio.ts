@@ -5,7 +5,7 @@ import { Readable } from 'node:stream';
 import type { EncodingConfig } from '../../src/config.js';
 import { mp3Output, type AudioShape } from '../../src/media/outputs.js';
 import { ENCODER_NICENESS, ffmpegArguments } from '../../src/media/transcoder.js';
-import { now } from './stats.js';
+import { now } from '../../test/kit/stats.js';
 
 export const SAMPLE_RATE = 44_100;
 export const CHANNELS = 2;

@@ -1,7 +1,8 @@
-import { randomUUID } from 'node:crypto';
 import { Agent, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
-import { now, percentile, sleep } from './stats.js';
+import { sendRequest, type HttpAnswer } from '../../test/kit/http.js';
+import { multipartAround } from '../../test/kit/multipart.js';
+import { now, percentile, sleep } from '../../test/kit/stats.js';
 
 export const PREFIX = '/api/v1';
 
@@ -10,27 +11,11 @@ export interface User {
   readonly access_token: string;
 }
 
-export interface SimpleResponse {
-  readonly status: number;
-  readonly headers: IncomingHttpHeaders;
-  readonly body: string;
-}
-
 const keepAlive = new Agent({ keepAlive: true, maxSockets: 8 });
 
 /** A small request over a kept-alive connection; the body is read in full. */
-export function simpleRequest(baseUrl: string, method: string, path: string): Promise<SimpleResponse> {
-  return new Promise((resolve, reject) => {
-    const request = httpRequest(new URL(path, baseUrl), { method, agent: keepAlive }, (response) => {
-      let body = '';
-      response.setEncoding('utf8');
-      response.on('data', (text: string) => (body += text));
-      response.once('end', () => resolve({ status: response.statusCode ?? 0, headers: response.headers, body }));
-      response.once('error', reject);
-    });
-    request.once('error', reject);
-    request.end();
-  });
+export function simpleRequest(baseUrl: string, method: string, path: string): Promise<HttpAnswer> {
+  return sendRequest(new URL(path, baseUrl), { method, agent: keepAlive });
 }
 
 export function closeKeepAlive(): void {
@@ -49,8 +34,8 @@ export async function createUser(baseUrl: string, tag: string): Promise<User> {
     'POST',
     `${PREFIX}/users/?username=${encodeURIComponent(uniqueUsername(tag))}`,
   );
-  if (response.status !== 200) throw new Error(`create user: ${response.status} ${response.body}`);
-  return JSON.parse(response.body) as User;
+  if (response.status !== 200) throw new Error(`create user: ${response.status} ${response.text}`);
+  return JSON.parse(response.text) as User;
 }
 
 /** Spends tokens at `bytesPerSecond`; a short burst at most, so a stalled sender cannot catch up in a rush. */
@@ -110,12 +95,7 @@ const SLICE_BYTES = 16 * 1024;
  * well-behaved client does with a 503), and never rejects: transport failures are reported in `error`.
  */
 export function uploadWav(options: UploadOptions): Promise<UploadResult> {
-  const boundary = `----bench${randomUUID().replace(/-/g, '')}`;
-  const head = Buffer.from(
-    `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="bench.wav"\r\n` +
-      `Content-Type: audio/wav\r\n\r\n`,
-  );
-  const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
+  const { head, tail, contentType } = multipartAround({}, { filename: 'bench.wav' });
   const totalBytes = head.length + options.wav.bytes + tail.length;
   const bucket = options.bytesPerSecond === undefined ? undefined : new TokenBucket(options.bytesPerSecond);
   const url = new URL(`${PREFIX}/record/?user_id=${options.user.user_id}`, options.baseUrl);
@@ -158,7 +138,7 @@ export function uploadWav(options: UploadOptions): Promise<UploadResult> {
         // As curl and browsers do (HTTP/1.1's default); with `agent: false` Node would send `close` instead.
         connection: 'keep-alive',
         authorization: `Bearer ${options.user.access_token}`,
-        'content-type': `multipart/form-data; boundary=${boundary}`,
+        'content-type': contentType,
         'content-length': String(totalBytes),
       },
     });

@@ -1,11 +1,10 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { loadConfig, type Config } from '../../src/config.js';
-import { simpleRequest } from './http.js';
-import { max, sleep } from './stats.js';
+import { freePort, untilAnswering } from '../../test/kit/http.js';
+import { max, sleep } from '../../test/kit/stats.js';
 
 export const REPO_ROOT = join(import.meta.dirname, '..', '..');
 
@@ -13,18 +12,6 @@ export const REPO_ROOT = join(import.meta.dirname, '..', '..');
 export function buildService(): void {
   const result = spawnSync('npm', ['run', 'build'], { cwd: REPO_ROOT, stdio: ['ignore', 'inherit', 'inherit'] });
   if (result.status !== 0) throw new Error(`npm run build failed with ${result.status}`);
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 // Passed through from the bench's environment so that a preset can be measured with e.g.
@@ -88,16 +75,11 @@ export async function startService(options: {
   if (child.pid === undefined) throw new Error('could not start node dist/main.js');
   const url = `http://127.0.0.1:${port}`;
 
-  const deadline = Date.now() + 120_000;
-  for (;;) {
-    if (hasExited) throw new Error(`the service exited during start-up; see ${options.logPath}`);
-    const ready = await simpleRequest(url, 'GET', '/ready').catch(() => undefined);
-    if (ready?.status === 200) break;
-    if (Date.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new Error(`the service was not ready within 120 s; see ${options.logPath}`);
-    }
-    await sleep(200);
+  const ready = await untilAnswering(`${url}/ready`, 120_000, () => hasExited);
+  if (ready === 'gone') throw new Error(`the service exited during start-up; see ${options.logPath}`);
+  if (ready === 'timeout') {
+    child.kill('SIGKILL');
+    throw new Error(`the service was not ready within 120 s; see ${options.logPath}`);
   }
 
   return {

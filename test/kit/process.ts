@@ -1,9 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readdir, readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import postgres from 'postgres';
+import { untilAnswering } from './http.js';
 
 /** The repository root: the service is started from there, as `npm start` would. */
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -97,16 +96,8 @@ export async function spawnService(options: ChildServiceOptions): Promise<ChildS
   } else {
     // A fixed port (and perhaps a log level that does not say "listening"): ask until it answers.
     port = String(options.port);
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-      const up = await fetch(`http://127.0.0.1:${port}/health`).then(
-        (response) => response.ok,
-        () => false,
-      );
-      if (up) break;
-      if (Date.now() > deadline || child.exitCode !== null) throw new Error(`service did not start:\n${text}`);
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
+    const started = await untilAnswering(`http://127.0.0.1:${port}/health`, 60_000, () => child.exitCode !== null);
+    if (started !== 'ok') throw new Error(`service did not start (${started}):\n${text}`);
   }
   if (child.pid === undefined || port === undefined) throw new Error('service did not start');
   return { child, pid: child.pid, url: `http://127.0.0.1:${port}`, output: () => text, waitFor, exited };
@@ -122,17 +113,24 @@ export async function killHard(service: ChildService): Promise<void> {
   await service.exited;
 }
 
-/** Ids of ffmpeg processes whose parent is `pid`. */
-export async function ffmpegChildren(pid: number): Promise<number[]> {
+/**
+ * Ids of the ffmpeg processes whose parent is `pid`; with `conversionsOnly`, only those converting an
+ * upload (reading stdin), not a version check.
+ */
+export async function ffmpegChildren(pid: number, options: { conversionsOnly?: boolean } = {}): Promise<number[]> {
   const found: number[] = [];
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
+  for (const child of await childrenOf(pid)) {
     try {
-      const { readFile } = await import('node:fs/promises');
-      const stat = await readFile(`/proc/${entry}/stat`, 'utf8');
       // pid (comm) state ppid …
-      const match = /^\d+ \((.*)\) \S+ (\d+)/.exec(stat);
-      if (match?.[1] === 'ffmpeg' && Number(match[2]) === pid) found.push(Number(entry));
+      const match = /^\d+ \((.*)\) \S+ (\d+)/.exec(await readFile(`/proc/${child}/stat`, 'utf8'));
+      if (match?.[1] !== 'ffmpeg' || Number(match[2]) !== pid) continue;
+      if (
+        options.conversionsOnly &&
+        !(await readFile(`/proc/${child}/cmdline`, 'utf8')).split('\0').includes('pipe:0')
+      ) {
+        continue;
+      }
+      found.push(child);
     } catch {
       // the process ended meanwhile
     }
@@ -140,34 +138,30 @@ export async function ffmpegChildren(pid: number): Promise<number[]> {
   return found;
 }
 
+/** Candidate child processes: from /proc/<pid>/task/<tid>/children where the kernel has it, else every process. */
+async function childrenOf(pid: number): Promise<number[]> {
+  try {
+    const children: number[] = [];
+    for (const task of await readdir(`/proc/${pid}/task`)) {
+      const listed = await readFile(`/proc/${pid}/task/${task}/children`, 'utf8');
+      children.push(
+        ...listed
+          .split(' ')
+          .filter((entry) => entry !== '')
+          .map(Number),
+      );
+    }
+    return children;
+  } catch {
+    return (await readdir('/proc')).filter((entry) => /^\d+$/.test(entry)).map(Number);
+  }
+}
+
 /** Resident set size of a process in bytes, from /proc. */
 export async function rssBytes(pid: number): Promise<number> {
-  const { readFile } = await import('node:fs/promises');
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
   const kb = /VmRSS:\s+(\d+) kB/.exec(status)?.[1];
   return kb === undefined ? 0 : Number(kb) * 1024;
-}
-
-/** Record ids of the MP3 files under DATA_DIR/records, and the names of any files under DATA_DIR/tmp. */
-export async function filesOnDisk(dataDir: string): Promise<{ records: string[]; temp: string[] }> {
-  const records: string[] = [];
-  const recordsDir = join(dataDir, 'records');
-  for (const shard of await readdir(recordsDir).catch(() => [])) {
-    for (const name of await readdir(join(recordsDir, shard))) records.push(name.replace(/\.mp3$/, ''));
-  }
-  const temp = await readdir(join(dataDir, 'tmp')).catch(() => []);
-  return { records: records.sort(), temp };
-}
-
-/** Record ids in the records table, read directly (PostgreSQL only; PGlite belongs to the service). */
-export async function recordIdsInDatabase(databaseUrl: string): Promise<string[]> {
-  const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
-  try {
-    const rows = await sql<Array<{ record_id: string }>>`select record_id from records order by record_id`;
-    return rows.map((row) => row.record_id);
-  } finally {
-    await sql.end();
-  }
 }
 
 export function sha256(bytes: Buffer): string {

@@ -1,4 +1,4 @@
-/** Small statistics helpers for the benchmark; inputs are never mutated. */
+/** Small statistics and timing helpers for tests, the benchmark and the load test; inputs are never mutated. */
 
 export function median(values: readonly number[]): number {
   return percentile(values, 50);

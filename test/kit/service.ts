@@ -3,40 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
-import postgres from 'postgres';
 import { createServices } from '../../src/container.js';
 import { buildApp } from '../../src/http/app.js';
 import { loadConfig, type Config } from '../../src/config.js';
-
-export type DatabaseKind = 'pglite' | 'postgres';
-
-/** PGlite always; the real PostgreSQL too when TEST_DATABASE_URL names one (CI sets it). */
-export const databaseKinds: DatabaseKind[] = process.env.TEST_DATABASE_URL ? ['pglite', 'postgres'] : ['pglite'];
-
-export interface TestDatabase {
-  readonly url: string | undefined;
-  drop(): Promise<void>;
-}
-
-/** A fresh, empty PostgreSQL database for one test file, or nothing for PGlite (it lives in the data dir). */
-export async function createTestDatabase(kind: DatabaseKind): Promise<TestDatabase> {
-  const adminUrl = process.env.TEST_DATABASE_URL;
-  if (kind === 'pglite' || adminUrl === undefined) return { url: undefined, drop: async () => {} };
-  const name = `audio_test_${process.pid}_${Math.random().toString(36).slice(2, 10)}`;
-  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
-  await admin.unsafe(`create database ${name}`);
-  await admin.end();
-  const url = new URL(adminUrl);
-  url.pathname = `/${name}`;
-  return {
-    url: url.toString(),
-    drop: async () => {
-      const cleanup = postgres(adminUrl, { max: 1, onnotice: () => {} });
-      await cleanup.unsafe(`drop database if exists ${name} with (force)`);
-      await cleanup.end();
-    },
-  };
-}
+import { createTestDatabase, type DatabaseKind, type TestDatabase } from './database.js';
 
 export interface RunningService {
   readonly app: FastifyInstance;
@@ -55,7 +25,7 @@ export interface TestServiceOptions {
   readonly env?: Record<string, string>;
   /** Reuse a data directory and database (for restart tests). */
   readonly dataDir?: string;
-  readonly databaseUrl?: string;
+  readonly databaseUrl?: string | undefined;
 }
 
 /** Starts the real app on an ephemeral port with its own data directory. */
@@ -91,13 +61,19 @@ export async function startService(options: TestServiceOptions = {}): Promise<Ru
   };
 }
 
+export interface IsolatedService extends RunningService {
+  readonly database: TestDatabase;
+  /** Stops the service and removes its database and data directory. */
+  cleanup(): Promise<void>;
+}
+
 /** A service on a fresh database of the given kind, and a cleanup that removes everything it made. */
 export async function startIsolatedService(
   kind: DatabaseKind,
   env: Record<string, string> = {},
-): Promise<RunningService & { database: TestDatabase; cleanup(): Promise<void> }> {
+): Promise<IsolatedService> {
   const database = await createTestDatabase(kind);
-  const service = await startService({ env, ...(database.url === undefined ? {} : { databaseUrl: database.url }) });
+  const service = await startService({ env, databaseUrl: database.url });
   return {
     ...service,
     database,
@@ -107,4 +83,28 @@ export async function startIsolatedService(
       await rm(service.dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/** The parsed JSON log lines (pino) written so far. */
+export function logLines(service: Pick<RunningService, 'logs'>): LogLine[] {
+  return service
+    .logs()
+    .split('\n')
+    .filter((line) => line !== '')
+    .map((line) => JSON.parse(line) as LogLine);
+}
+
+export interface LogLine {
+  readonly level: number;
+  readonly msg?: string;
+  readonly reqId?: string;
+  /** An error, as pino serializes it (a Problem keeps its status). */
+  readonly err?: {
+    readonly message?: string;
+    readonly stack?: string;
+    readonly type?: string;
+    readonly status?: number;
+  };
+  readonly res?: { readonly statusCode?: number };
+  readonly [key: string]: unknown;
 }
