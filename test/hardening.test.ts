@@ -133,7 +133,7 @@ describe('uploads at once per account and per client address', () => {
     const held = await openUpload(service.url, alice);
     await held.write(makeWav({ durationSeconds: 1 }).subarray(0, 2000));
     // The held upload is counted once the server has admitted it; until then a second one may pass.
-    await expect.poll(async () => (await upload(service.url, alice, small)).status).toBe(429);
+    await expect.poll(async () => (await upload(service.url, alice, small)).status, { timeout: 15_000 }).toBe(429);
     const sameUser = await upload(service.url, alice, small);
     await expectProblem(sameUser, 429);
     expect(Number(sameUser.headers.get('retry-after'))).toBeGreaterThan(0);
@@ -141,7 +141,7 @@ describe('uploads at once per account and per client address', () => {
     const secondHeld = await openUpload(service.url, bob);
     await secondHeld.write(makeWav({ durationSeconds: 1 }).subarray(0, 2000));
     // A third account from the same address: the address already has two uploads under way.
-    await expect.poll(async () => (await upload(service.url, carol, small)).status).toBe(429);
+    await expect.poll(async () => (await upload(service.url, carol, small)).status, { timeout: 15_000 }).toBe(429);
     await expectProblem(await upload(service.url, carol, small), 429);
 
     held.abort();

@@ -98,12 +98,11 @@ export interface LogLine {
   readonly level: number;
   readonly msg?: string;
   readonly reqId?: string;
-  /** An error, as pino serializes it (a Problem keeps its status). */
+  /** An error, as pino serializes it: `type` is its class name (Busy, Unavailable…). */
   readonly err?: {
     readonly message?: string;
     readonly stack?: string;
     readonly type?: string;
-    readonly status?: number;
   };
   readonly res?: { readonly statusCode?: number };
   readonly [key: string]: unknown;
