@@ -5,22 +5,24 @@ import { join, posix } from 'node:path';
 
 /**
  * A stand-in for ffmpeg (give its `path` as FFMPEG_PATH) that records every command line the service runs
- * and then runs the real ffmpeg, under `strace` when the machine has it, recording every file ffmpeg (or
- * anything it starts) opens or tries to open.
+ * and then runs the real ffmpeg; while tracing is on (and the machine has strace), under strace, recording
+ * every file ffmpeg (or anything it starts) opens or tries to open.
  */
 export interface FfmpegSpy {
   readonly path: string;
-  /** Whether runs record the files they open (strace is installed and may trace). */
-  readonly tracing: boolean;
-  /** Every run so far, oldest first. */
-  runs(): Promise<FfmpegRun[]>;
+  /** Turns tracing on or off for the runs that start from now on (off at first: it costs ~70 ms a run). */
+  trace(on: boolean): Promise<void>;
+  /** The ids of every run so far, oldest first. */
+  ids(): Promise<string[]>;
+  /** The runs so far, oldest first, but for those in `except`. */
+  runs(except?: Iterable<string>): Promise<FfmpegRun[]>;
   cleanup(): Promise<void>;
 }
 
 export interface FfmpegRun {
   readonly id: string;
   readonly args: readonly string[];
-  /** Paths opened or tried, in order; undefined without tracing. */
+  /** Paths opened or tried, in order; undefined when the run was not traced. */
   readonly opened: readonly string[] | undefined;
 }
 
@@ -32,9 +34,7 @@ export async function ffmpegSpy(ffmpeg = process.env.FFMPEG_PATH ?? 'ffmpeg'): P
   const directory = await mkdtemp(join(tmpdir(), 'ffmpeg-spy-'));
   const real = execFileSync('sh', ['-c', 'command -v "$0"', ffmpeg]).toString().trim();
   const path = join(directory, 'ffmpeg');
-  const run = canTrace
-    ? `exec strace -f -qq --seccomp-bpf -e trace=open,openat,openat2,creat -o "$run.opened" '${real}' "$@"`
-    : `exec '${real}' "$@"`;
+  const flag = join(directory, 'trace');
   await writeFile(
     path,
     [
@@ -42,25 +42,36 @@ export async function ffmpegSpy(ffmpeg = process.env.FFMPEG_PATH ?? 'ffmpeg'): P
       '# Written by the tests (test/kit/ffmpeg-spy.ts): records how ffmpeg is run, then runs the real one.',
       `run="${directory}/run-$(date +%s%N)-$$"`,
       `for arg in "$@"; do printf '%s\\n' "$arg"; done > "$run.args"`,
-      run,
+      `if [ -e '${flag}' ]; then`,
+      `  exec strace -f -qq --seccomp-bpf -e trace=open,openat,openat2,creat -o "$run.opened" '${real}' "$@"`,
+      'fi',
+      `exec '${real}' "$@"`,
       '',
     ].join('\n'),
   );
   await chmod(path, 0o755);
+  const ids = async () =>
+    (await readdir(directory))
+      .filter((name) => name.endsWith('.args'))
+      .map((name) => name.slice(0, -'.args'.length))
+      .sort();
   return {
     path,
-    tracing: canTrace,
-    runs: async () => {
-      const ids = (await readdir(directory))
-        .filter((name) => name.endsWith('.args'))
-        .map((name) => name.slice(0, -'.args'.length))
-        .sort();
+    trace: async (on) => {
+      if (on && canTrace) await writeFile(flag, '');
+      else await rm(flag, { force: true });
+    },
+    ids,
+    runs: async (except = []) => {
+      const known = new Set(except);
       return Promise.all(
-        ids.map(async (id): Promise<FfmpegRun> => {
-          const args = (await readFile(join(directory, `${id}.args`), 'utf8')).split('\n').slice(0, -1);
-          const trace = canTrace ? await readFile(join(directory, `${id}.opened`), 'utf8').catch(() => '') : undefined;
-          return { id, args, opened: trace === undefined ? undefined : openedPaths(trace) };
-        }),
+        (await ids())
+          .filter((id) => !known.has(id))
+          .map(async (id): Promise<FfmpegRun> => {
+            const args = (await readFile(join(directory, `${id}.args`), 'utf8')).split('\n').slice(0, -1);
+            const trace = await readFile(join(directory, `${id}.opened`), 'utf8').catch(() => undefined);
+            return { id, args, opened: trace === undefined ? undefined : openedPaths(trace) };
+          }),
       );
     },
     cleanup: () => rm(directory, { recursive: true, force: true }),
