@@ -7,8 +7,8 @@ import { mp3Output, type AudioShape } from '../../src/media/outputs.js';
 import { ENCODER_NICENESS, ffmpegArguments } from '../../src/media/transcoder.js';
 import { now } from '../../test/kit/stats.js';
 
-export const SAMPLE_RATE = 44_100;
-export const CHANNELS = 2;
+const SAMPLE_RATE = 44_100;
+const CHANNELS = 2;
 export const BYTES_PER_SECOND = SAMPLE_RATE * CHANNELS * 2;
 const HEADER_BYTES = 44;
 
@@ -60,7 +60,7 @@ export async function generateWav(ffmpegPath: string, path: string, seconds: num
   if (made.size !== expected) throw new Error(`${path}: expected ${expected} bytes, ffmpeg wrote ${made.size}`);
 }
 
-export function wavHeader(dataBytes: number): Buffer {
+function wavHeader(dataBytes: number): Buffer {
   const header = Buffer.alloc(HEADER_BYTES);
   header.write('RIFF', 0, 'latin1');
   header.writeUInt32LE(36 + dataBytes, 4);
@@ -178,7 +178,7 @@ export async function runPool(jobs: ReadonlyArray<() => Promise<unknown>>, concu
   return now() - started;
 }
 
-export function runProcess(command: string, args: readonly string[], niceness?: number): Promise<void> {
+function runProcess(command: string, args: readonly string[], niceness?: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     if (niceness !== undefined && child.pid !== undefined) {

@@ -24,7 +24,7 @@ export function closeKeepAlive(): void {
 
 let userCounter = 0;
 
-export function uniqueUsername(tag: string): string {
+function uniqueUsername(tag: string): string {
   return `bench_${tag}_${userCounter++}`;
 }
 

@@ -26,7 +26,7 @@ const PASSED_THROUGH = [
 ];
 
 /** The service's environment: the bench's pass-through variables, then `overrides`. */
-export function serviceEnvironment(overrides: Record<string, string>): Record<string, string> {
+function serviceEnvironment(overrides: Record<string, string>): Record<string, string> {
   return {
     PATH: process.env.PATH ?? '/usr/bin:/bin',
     HOME: process.env.HOME ?? '/tmp',

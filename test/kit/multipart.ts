@@ -16,11 +16,11 @@ export interface FormPart {
   readonly extraHeaders?: readonly string[];
 }
 
-export function randomBoundary(): string {
+function randomBoundary(): string {
   return `----test${randomUUID().replace(/-/g, '')}`;
 }
 
-export const multipartContentType = (boundary: string) => `multipart/form-data; boundary=${boundary}`;
+const multipartContentType = (boundary: string) => `multipart/form-data; boundary=${boundary}`;
 
 /** A whole body: every part, then the closing delimiter. */
 export function multipartBody(parts: readonly FormPart[], boundary: string): Buffer {

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { untilAnswering } from './http.js';
 
 /** The repository root: the service is started from there, as `npm start` would. */
-export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
 export interface ChildService {
   readonly child: ChildProcess;

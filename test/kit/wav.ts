@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
-export type SampleEncoding = 'pcm' | 'float' | 'alaw' | 'mulaw';
+type SampleEncoding = 'pcm' | 'float' | 'alaw' | 'mulaw';
 
 export interface WavSpec {
   readonly encoding?: SampleEncoding;

@@ -162,7 +162,7 @@ export class FakeDatabase {
 }
 
 /** The RecordRepository methods the services call. */
-export type RecordStore = Pick<
+type RecordStore = Pick<
   RecordRepository,
   | 'insert'
   | 'insertAdmitted'
@@ -277,7 +277,7 @@ export class FakeRecordRepository implements RecordStore {
 }
 
 /** The UserRepository methods the services call. */
-export type UserStore = Pick<
+type UserStore = Pick<
   UserRepository,
   'create' | 'findTokenHash' | 'findByTokenHash' | 'replaceTokenHash' | 'deleteWithRecords'
 >;
