@@ -8,7 +8,7 @@ import { PREFIX, createUser, openUpload, recordIdOf, upload, type TestUser } fro
 import { expectNoTempFiles, expectProblem } from './kit/expect.js';
 import { rawHttp, streamRequest } from './kit/http.js';
 import { multipartAround } from './kit/multipart.js';
-import { runCheckStorage } from './kit/process.js';
+import { ffmpegChildren, runCheckStorage } from './kit/process.js';
 import { logLines, startIsolatedService, startService, type IsolatedService } from './kit/service.js';
 import { chunk, decodeMp3, makeWav } from './kit/wav.js';
 
@@ -132,16 +132,20 @@ describe('uploads at once per account and per client address', () => {
     const small = makeWav({ durationSeconds: 0.1 });
     const held = await openUpload(service.url, alice);
     await held.write(makeWav({ durationSeconds: 1 }).subarray(0, 2000));
-    // The held upload is counted once the server has admitted it; until then a second one may pass.
-    await expect.poll(async () => (await upload(service.url, alice, small)).status, { timeout: 15_000 }).toBe(429);
+    // Counted once admitted: its encoder runs (the service runs in this process).
+    await expect
+      .poll(() => ffmpegChildren(process.pid, { conversionsOnly: true }), { timeout: 15_000 })
+      .toHaveLength(1);
     const sameUser = await upload(service.url, alice, small);
     await expectProblem(sameUser, 429);
     expect(Number(sameUser.headers.get('retry-after'))).toBeGreaterThan(0);
 
     const secondHeld = await openUpload(service.url, bob);
     await secondHeld.write(makeWav({ durationSeconds: 1 }).subarray(0, 2000));
+    await expect
+      .poll(() => ffmpegChildren(process.pid, { conversionsOnly: true }), { timeout: 15_000 })
+      .toHaveLength(2);
     // A third account from the same address: the address already has two uploads under way.
-    await expect.poll(async () => (await upload(service.url, carol, small)).status, { timeout: 15_000 }).toBe(429);
     await expectProblem(await upload(service.url, carol, small), 429);
 
     held.abort();
