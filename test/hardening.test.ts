@@ -6,8 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PREFIX, createUser, openUpload, recordIdOf, upload, type TestUser } from './kit/client.js';
 import { expectNoTempFiles, expectProblem } from './kit/expect.js';
-import { rawHttp, streamRequest } from './kit/http.js';
-import { multipartAround } from './kit/multipart.js';
+import { rawHttp } from './kit/http.js';
 import { ffmpegChildren, runCheckStorage } from './kit/process.js';
 import { logLines, startIsolatedService, startService, type IsolatedService } from './kit/service.js';
 import { chunk, decodeMp3, makeWav } from './kit/wav.js';
@@ -64,11 +63,10 @@ describe('slow uploads cannot hold a conversion slot', () => {
   });
 
   it('cuts form fields trickled after the file the same way', async () => {
-    const form = multipartAround();
-    const request = streamRequest(`${service.url}${PREFIX}/record/?user_id=${user.user_id}`, {
-      headers: { authorization: `Bearer ${user.access_token}`, 'content-type': form.contentType },
-    });
-    await request.write(form.wrap(makeWav({ durationSeconds: 0.2 })).subarray(0, -form.tail.length));
+    // The whole file at once; what follows it is up to the test.
+    const request = await openUpload(service.url, user);
+    const { form } = request;
+    await request.write(makeWav({ durationSeconds: 0.2 }));
     const field = Buffer.from(
       `\r\n--${form.boundary}\r\nContent-Disposition: form-data; name="title"\r\n\r\n${'t'.repeat(3000)}`,
     );
@@ -78,11 +76,10 @@ describe('slow uploads cannot hold a conversion slot', () => {
   });
 
   it('cuts a body that keeps a fair rate but is not complete by the deadline (CONVERT_TIMEOUT_SECONDS)', async () => {
-    const form = multipartAround();
-    const request = streamRequest(`${service.url}${PREFIX}/record/?user_id=${user.user_id}`, {
-      headers: { authorization: `Bearer ${user.access_token}`, 'content-type': form.contentType },
-    });
-    await request.write(form.wrap(makeWav({ durationSeconds: 0.2 })).subarray(0, -form.tail.length));
+    // The whole file at once; what follows it is up to the test.
+    const request = await openUpload(service.url, user);
+    const { form } = request;
+    await request.write(makeWav({ durationSeconds: 0.2 }));
     await request.write(
       Buffer.from(`\r\n--${form.boundary}\r\nContent-Disposition: form-data; name="ignored"\r\n\r\n`),
     );

@@ -22,7 +22,7 @@ declare module 'fastify' {
 }
 
 /** A string parameter of the validated path or query; routes declare its shape in their schema. */
-function parameter(source: unknown, name: string): string | undefined {
+export function stringParameter(source: unknown, name: string): string | undefined {
   if (typeof source !== 'object' || source === null) return undefined;
   const value: unknown = Reflect.get(source, name);
   return typeof value === 'string' ? value : undefined;
@@ -32,11 +32,11 @@ function parameter(source: unknown, name: string): string | undefined {
 function presentedToken(request: FastifyRequest): string | undefined {
   const header = request.headers.authorization;
   if (header !== undefined) return /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1];
-  return parameter(request.query, 'access_token');
+  return stringParameter(request.query, 'access_token');
 }
 
 function claimedUserId(request: FastifyRequest): string {
-  const userId = parameter(request.params, 'user_id') ?? parameter(request.query, 'user_id');
+  const userId = stringParameter(request.params, 'user_id') ?? stringParameter(request.query, 'user_id');
   // The route's schema requires a UUID here; a route without one is a programming error.
   if (typeof userId !== 'string') throw new Error(`${request.routeOptions.url ?? ''} has auth "owner" but no user_id`);
   return userId.toLowerCase();

@@ -7,7 +7,9 @@ import rateLimit, { normalizeIP } from '@fastify/rate-limit';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Config } from '../config.js';
 import { BodyTooSlow, RateLimited, Unavailable } from '../domain/errors.js';
+import { stringParameter } from './auth.js';
 import { problemDocument, sendProblem, toProblem } from './problems.js';
+import { cutBody } from './upload-guard.js';
 
 // How many clients the failure counter remembers at most; the oldest are forgotten first.
 const MAX_TRACKED_CLIENTS = 100_000;
@@ -60,12 +62,6 @@ export async function registerProtection(app: FastifyInstance, config: Config): 
 
   // Nothing is limited by default: a route takes a handler from `app.rateLimit(…)` as its own onRequest.
   await app.register(rateLimit, { global: false });
-}
-
-function stringField(source: unknown, name: string): string | undefined {
-  if (typeof source !== 'object' || source === null) return undefined;
-  const value: unknown = Reflect.get(source, name);
-  return typeof value === 'string' ? value : undefined;
 }
 
 /** The client's address; IPv6 clients by their /64, which one subscriber usually holds whole. */
@@ -121,12 +117,9 @@ function registerBodyDeadline(app: FastifyInstance, timeoutMs: number): void {
     if ((length === undefined || length === '0') && raw.headers['transfer-encoding'] === undefined) return;
     const timer = setTimeout(() => {
       if (raw.complete || raw.destroyed) return;
-      const stalled = new BodyTooSlow(`The request body did not arrive within ${timeoutMs / 1000} seconds.`);
       request.log.info({ timeoutMs }, 'request body too slow: cutting it');
       // A body parser waiting for the body answers 408; a route that never reads it just loses the socket.
-      if (raw.listenerCount('error') > 0) raw.emit('error', stalled);
-      else raw.destroy(stalled);
-      setTimeout(() => raw.socket?.destroy(), 1000).unref();
+      cutBody(raw, new BodyTooSlow(`The request body did not arrive within ${timeoutMs / 1000} seconds.`), 1000);
     }, timeoutMs);
     raw.once('end', () => clearTimeout(timer));
     raw.once('close', () => clearTimeout(timer));
@@ -187,7 +180,7 @@ function registerAuthFailureLimit(app: FastifyInstance, config: Config): void {
   const keyOf = (request: FastifyRequest) => {
     const params: unknown = request.params;
     const query: unknown = request.query;
-    const userId = stringField(params, 'user_id') ?? stringField(query, 'user_id') ?? '(token)';
+    const userId = stringParameter(params, 'user_id') ?? stringParameter(query, 'user_id') ?? '(token)';
     return `${clientKey(request)} ${userId.toLowerCase()}`;
   };
   const current = (key: string, now: number) => {

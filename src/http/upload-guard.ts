@@ -1,3 +1,4 @@
+import type { IncomingMessage } from 'node:http';
 import type { FastifyRequest } from 'fastify';
 import { BodyTooSlow } from '../domain/errors.js';
 
@@ -75,12 +76,7 @@ export function guardUploadBody(request: FastifyRequest, limits: UploadGuardLimi
   function cut(detail: string): void {
     stop();
     request.log.info({ detail }, 'upload too slow: cutting it');
-    const problem = new BodyTooSlow(detail);
-    // The multipart reader listens for errors on the request and fails the part being read; without a
-    // reader there is nobody to answer, so the connection simply goes.
-    if (raw.listenerCount('error') > 0) raw.emit('error', problem);
-    else raw.destroy(problem);
-    setTimeout(() => raw.socket?.destroy(), LINGER_MS).unref();
+    cutBody(raw, new BodyTooSlow(detail), LINGER_MS);
   }
 
   function stop(): void {
@@ -91,4 +87,15 @@ export function guardUploadBody(request: FastifyRequest, limits: UploadGuardLimi
   }
 
   return stop;
+}
+
+/**
+ * Fails a request body that is still arriving. A reader of the body (the multipart parser, a JSON parser)
+ * listens for errors on the request and answers with this one; without a reader there is nobody to answer,
+ * so the connection simply goes. After `lingerMs` for the client to read the answer, the socket is closed.
+ */
+export function cutBody(raw: IncomingMessage, error: BodyTooSlow, lingerMs: number): void {
+  if (raw.listenerCount('error') > 0) raw.emit('error', error);
+  else raw.destroy(error);
+  setTimeout(() => raw.socket?.destroy(), lingerMs).unref();
 }
