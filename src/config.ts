@@ -31,6 +31,7 @@ const EnvSchema = Type.Object({
   MP3_VBR_QUALITY: Integer({ minimum: 0, maximum: 9, default: 2 }),
   MP3_BITRATE_KBPS: Type.Optional(Integer({ minimum: 8, maximum: 320 })),
   MP3_COMPRESSION_LEVEL: Type.Optional(Integer({ minimum: 0, maximum: 9 })),
+  LOUDNESS_TARGET_LUFS: Type.Number({ minimum: -70, maximum: -5, default: -16 }),
   CONVERT_CONCURRENCY: Integer({ minimum: 1, maximum: 256, default: availableParallelism() }),
   CONVERT_QUEUE_SIZE: Integer({ minimum: 0, maximum: 10_000, default: 16 }),
   CONVERT_TIMEOUT_SECONDS: Integer({ minimum: 1, default: 1800 }),
@@ -88,6 +89,8 @@ export interface Config {
   readonly maxUploadBytes: number;
   readonly maxDurationSeconds: number;
   readonly encoding: EncodingConfig;
+  /** What `normalize=true` aims at (EBU R128 integrated loudness). */
+  readonly loudnessTargetLufs: number;
   readonly convertConcurrency: number;
   readonly convertQueueSize: number;
   readonly convertTimeoutMs: number;
@@ -175,6 +178,7 @@ function configFromEnv(env: Env): Config {
       bitrateKbps: env.MP3_BITRATE_KBPS,
       compressionLevel: env.MP3_COMPRESSION_LEVEL,
     }),
+    loudnessTargetLufs: env.LOUDNESS_TARGET_LUFS,
     convertConcurrency: env.CONVERT_CONCURRENCY,
     convertQueueSize: env.CONVERT_QUEUE_SIZE,
     convertTimeoutMs: env.CONVERT_TIMEOUT_SECONDS * 1000,

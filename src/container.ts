@@ -8,8 +8,8 @@ import { createLogger } from './logger.js';
 import { Converter } from './media/converter.js';
 import { checkFfmpeg, findExecutable } from './media/ffmpeg-check.js';
 import { ConversionLimiter } from './media/limiter.js';
-import { mp3Output } from './media/outputs.js';
-import { Transcoder } from './media/transcoder.js';
+
+import { ffprobeBeside, Transcoder } from './media/transcoder.js';
 import { AccountService } from './services/accounts.js';
 import { Quota } from './services/quota.js';
 import { RecordingService } from './services/recordings.js';
@@ -19,6 +19,8 @@ import { LocalBlobStore } from './storage/local-blob-store.js';
 import { ScratchDirectory } from './storage/scratch.js';
 
 /** Everything the entry points use, built from one Config. */
+const FILE_JOB_QUEUE_SIZE = 64;
+
 export interface Services {
   readonly config: Config;
   /** pino, typed as the web framework takes it. */
@@ -71,11 +73,12 @@ export async function createServices(config: Config, options: ServiceOptions = {
   const converter = new Converter(
     new Transcoder({
       ffmpegPath: config.ffmpegPath,
+      ffprobePath: ffprobeBeside(config.ffmpegPath),
       timeoutMs: config.convertTimeoutMs,
       maxMemoryBytes: config.ffmpegMaxMemoryBytes,
       prlimitPath: findExecutable('prlimit'),
     }),
-    mp3Output(config.encoding),
+    { mp3: config.encoding, loudnessTargetLufs: config.loudnessTargetLufs },
     { maxDurationSeconds: config.maxDurationSeconds },
   );
   const quota = new Quota({ maxRecords: config.quota.maxRecordsPerUser, maxBytes: config.quota.maxBytesPerUser });
@@ -95,6 +98,8 @@ export async function createServices(config: Config, options: ServiceOptions = {
       scratch,
       converter,
       limiter: new ConversionLimiter(config.convertConcurrency, config.convertQueueSize),
+      // Tag rewrites and old records' peaks are short ffmpeg runs: as many at once as conversions, many queued.
+      fileJobs: new ConversionLimiter(config.convertConcurrency, FILE_JOB_QUEUE_SIZE),
       quota,
       caps: new UploadCaps({ perUser: config.maxUploadsPerUser, perAddress: config.maxUploadsPerAddress }),
       minFreeDiskBytes: config.minFreeDiskBytes,

@@ -262,6 +262,10 @@ describe.each(databaseKinds)('GET record: the MP3 and its HTTP semantics (%s)', 
         sample_rate: 44100,
         channels: 2,
         bitrate_kbps: expect.any(Number) as unknown,
+        format: 'mp3',
+        mime_type: 'audio/mpeg',
+        source_format: 'wav',
+        peaks_url: recordUrl.replace('/record?', '/record/peaks?'),
       });
       expect(Math.abs(new Date(metadata.created_at as string).getTime() - Date.now())).toBeLessThan(10 * 60_000);
       expect(metadata.bitrate_kbps).toBeGreaterThan(32);

@@ -175,28 +175,39 @@ async function expectAnswered(sent: Sent): Promise<void> {
  */
 async function expectFfmpegConfined(
   before: readonly string[],
-  options: { traced: boolean; forbidden?: readonly string[] },
+  options: { traced: boolean; forbidden?: readonly string[]; outputOpened?: boolean },
 ): Promise<FfmpegRun[]> {
   const conversions = (await spy.runs(before)).filter((run) => run.args.includes('-i'));
   for (const run of conversions) {
     const { args } = run;
     const at = (flag: string) => args.indexOf(flag);
-    // One input, stdin, in a format forced among its options: nothing is probed.
+    // One input in a format forced among its options: nothing is probed. It is stdin, or the one spooled
+    // file (an MP4 with its index last), and then `file` is the only protocol allowed.
     expect(args.filter((arg) => arg === '-i')).toHaveLength(1);
-    expect(args[at('-i') + 1]).toBe('pipe:0');
+    const input = args[at('-i') + 1] ?? '';
+    const spooled = input.startsWith('file:') ? input.slice('file:'.length) : undefined;
+    expect(spooled === undefined ? input : 'file:', input).toMatch(/^(pipe:0|file:)$/);
     const inputFormat = args.slice(0, at('-i')).lastIndexOf('-f');
     expect(inputFormat).toBeGreaterThanOrEqual(0);
     expect(args[inputFormat + 1]).toMatch(/^\w+$/);
     // No protocol but the pipe: a playlist or a concat script could not reach a file or a URL.
-    expect(args[at('-protocol_whitelist') + 1]).toBe('pipe');
+    expect(args[at('-protocol_whitelist') + 1]).toBe(spooled === undefined ? 'pipe' : 'file');
+    // Outputs: the stored file, and the peaks on an inherited pipe.
+    const outputs = args.slice(at('-i') + 2).filter((arg) => /^(file|pipe):/.test(arg));
+    expect(outputs.filter((arg) => arg.startsWith('pipe:')).every((arg) => arg === 'pipe:3')).toBe(true);
     if (!options.traced || !canTrace) continue;
     if (run.opened === undefined) throw new Error(`ffmpeg ${args.join(' ')} was not traced`);
-    // It opened its output (so the trace covers it) and otherwise only what any program opens.
-    const output = (args.at(-1) ?? '').replace(/^file:/, '');
-    expect(run.opened).toContain(output);
+    // It opened its output (so the trace covers it), unless the input failed first, and otherwise only
+    // what any program opens.
+    const files = outputs.filter((arg) => arg.startsWith('file:')).map((arg) => arg.slice('file:'.length));
+    if (options.outputOpened !== false) for (const file of files) expect(run.opened).toContain(file);
+    expect(run.opened.length).toBeGreaterThan(0);
     const unexpected = run.opened.filter(
       (path) =>
-        path !== output && !/^\/(?:lib|lib64|usr|proc|sys|dev)\//.test(path) && !/^\/etc\/(?!passwd|shadow)/.test(path),
+        !files.includes(path) &&
+        path !== spooled &&
+        !/^\/(?:lib|lib64|usr|proc|sys|dev)\//.test(path) &&
+        !/^\/etc\/(?!passwd|shadow)/.test(path),
     );
     expect(unexpected, `ffmpeg ${args.join(' ')}`).toEqual([]);
     for (const place of options.forbidden ?? []) expect(run.opened.filter((path) => path.includes(place))).toEqual([]);
@@ -501,6 +512,21 @@ describe('malformed audio', () => {
   }
 
   const good = makeWav({ durationSeconds: 0.3, sampleRate: 8000, channels: 1 });
+  // Other formats named .wav are read (formats.test.ts); these are recognised by their first bytes and then
+  // turn out not to be audio.
+  const mp3ThenText = (() => {
+    const mp3 = ffmpegEncode('mp3', good);
+    const frame = mp3.indexOf(Buffer.from([0xff]), mp3.indexOf('ID3') === 0 ? 10 + mp3.readUInt8(9) : 0);
+    // ffmpeg writes 8 kHz mono as MPEG-2.5 layer III at 8 kbit/s: 72-byte frames.
+    if (mp3.readUInt32BE(frame) !== 0xffe318c4) throw new Error('ffmpeg wrote another kind of MP3 frame');
+    return Buffer.concat([mp3.subarray(frame, frame + 72), Buffer.from('and then only text follows.\n'.repeat(50))]);
+  })();
+  const flacWithGarbage = (() => {
+    const flac = Buffer.from(ffmpegEncode('flac', good));
+    // Keeps the fLaC marker and the STREAMINFO block; everything after it becomes noise.
+    for (let at = 42; at < flac.length; at++) flac[at] = (at * 7919) % 251;
+    return flac;
+  })();
   const playlist = Buffer.from('#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\nfile:///etc/passwd\n#EXT-X-ENDLIST\n');
   const gigabytes = (() => {
     const wav = wavWith({ bits: 16, rate: 44100, channels: 2 }, Buffer.alloc(4096));
@@ -523,8 +549,8 @@ describe('malformed audio', () => {
     ['unknown codec 0x1234', wavWith({ tag: 0x1234, bits: 16 }, Buffer.alloc(4000, 0x55)), 422],
     ['MPEG layer 3 in WAV (0x55) with junk', wavWith({ tag: 0x55, bits: 0, align: 1 }, Buffer.alloc(4000, 1)), 422],
     ['RIFF that is not WAVE', Buffer.concat([Buffer.from('RIFF\x10\x00\x00\x00AVI LIST'), Buffer.alloc(64)]), 415],
-    ['MP3 named .wav', ffmpegEncode('mp3', good), 415],
-    ['FLAC named .wav', ffmpegEncode('flac', good), 415],
+    ['MP3 that is one frame and then text', mp3ThenText, 415],
+    ['FLAC whose audio frames are garbage', flacWithGarbage, 422],
     ['HLS playlist named .wav', playlist, 415],
     ['header declaring gigabytes', gigabytes, 413],
     ['block align lying', wavWith({ bits: 16, channels: 2, align: 3 }, Buffer.alloc(800)), 422],
@@ -543,7 +569,8 @@ describe('malformed audio', () => {
     await expectProblem(response, status);
     for (const line of SECRETS) expect(text).not.toContain(line);
     await expectNoTempFiles(service.dataDir);
-    await expectFfmpegConfined(before, { traced: true });
+    // A container ffmpeg cannot read fails before the output is opened.
+    await expectFfmpegConfined(before, { traced: true, outputOpened: false });
   });
 
   describe('files that point at a local file are only ever decoded as samples, never followed', () => {
@@ -611,7 +638,10 @@ describe('malformed audio', () => {
       expect((await upload(service.url, user, asSamples(hls()))).status).toBe(200);
       const [run] = await expectFfmpegConfined(before, { traced: true });
       const serviceArgs = run?.args ?? [];
-      const output = serviceArgs.slice(serviceArgs.indexOf('-i') + 2, -1);
+      const storedOutput = serviceArgs.findIndex(
+        (arg, index) => index > serviceArgs.indexOf('-i') + 1 && arg.startsWith('file:'),
+      );
+      const output = serviceArgs.slice(serviceArgs.indexOf('-i') + 2, storedOutput);
       expect(output).toContain('libmp3lame');
       const args = [
         ...['-nostdin', '-loglevel', 'error', '-protocol_whitelist', 'pipe,file', '-i', 'pipe:0'],

@@ -1,14 +1,41 @@
 import { and, count, desc, eq, gte, ilike, inArray, lte, sql, type SQL } from 'drizzle-orm';
 import type { Database } from './client.js';
-import { records, users, type NewRecordRow, type RecordRow, type StoredAudioRef } from './schema.js';
+import {
+  recordPeaks,
+  records,
+  users,
+  type NewRecordRow,
+  type PeaksRow,
+  type RecordRow,
+  type StoredAudioRef,
+} from './schema.js';
 
 export class RecordRepository {
   constructor(private readonly db: Database) {}
 
-  async insert(record: NewRecordRow): Promise<RecordRow> {
-    const [row] = await this.db.insert(records).values(record).returning();
-    if (row === undefined) throw new Error('INSERT … RETURNING gave no row');
+  /** Inserts the record and its peaks in one transaction. */
+  async insert(record: NewRecordRow, peaks: PeaksRow): Promise<RecordRow> {
+    return this.db.transaction((tx) => insertWithPeaks(tx, record, peaks));
+  }
+
+  async findPeaks(recordId: string): Promise<PeaksRow | undefined> {
+    const [row] = await this.db
+      .select({
+        sampleRate: recordPeaks.sampleRate,
+        samplesPerPixel: recordPeaks.samplesPerPixel,
+        data: recordPeaks.data,
+      })
+      .from(recordPeaks)
+      .where(eq(recordPeaks.recordId, recordId));
     return row;
+  }
+
+  /** Stores peaks computed later for an older record; a concurrent computation's are as good. */
+  async savePeaks(recordId: string, peaks: PeaksRow): Promise<void> {
+    await this.db
+      .insert(recordPeaks)
+      .values({ recordId, ...peaks })
+      .onConflictDoNothing();
   }
 
   /** The record, if it exists and belongs to this user; another user's record is as absent as a missing one. */
@@ -83,13 +110,11 @@ export class RecordRepository {
    * owner's row: concurrent uploads of one user are judged one after the other, never both on the same
    * old usage. Whatever `admit` throws aborts the insert.
    */
-  async insertAdmitted(record: NewRecordRow, admit: (usage: Usage) => void): Promise<RecordRow> {
+  async insertAdmitted(record: NewRecordRow, peaks: PeaksRow, admit: (usage: Usage) => void): Promise<RecordRow> {
     return this.db.transaction(async (tx) => {
       await tx.select({ id: users.id }).from(users).where(eq(users.id, record.userId)).for('update');
       admit(await usageIn(tx, record.userId));
-      const [row] = await tx.insert(records).values(record).returning();
-      if (row === undefined) throw new Error('INSERT … RETURNING gave no row');
-      return row;
+      return insertWithPeaks(tx, record, peaks);
     });
   }
 
@@ -151,6 +176,13 @@ export interface RecordPage {
 export interface Usage {
   readonly recordCount: number;
   readonly totalBytes: number;
+}
+
+async function insertWithPeaks(db: Database, record: NewRecordRow, peaks: PeaksRow): Promise<RecordRow> {
+  const [row] = await db.insert(records).values(record).returning();
+  if (row === undefined) throw new Error('INSERT … RETURNING gave no row');
+  await db.insert(recordPeaks).values({ recordId: row.recordId, ...peaks });
+  return row;
 }
 
 async function usageIn(db: Database, userId: string): Promise<Usage> {

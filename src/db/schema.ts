@@ -1,5 +1,20 @@
 import { sql } from 'drizzle-orm';
-import { bigint, index, integer, pgTable, smallint, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
+import {
+  bigint,
+  customType,
+  index,
+  integer,
+  pgTable,
+  real,
+  smallint,
+  text,
+  timestamp,
+  uniqueIndex,
+  uuid,
+} from 'drizzle-orm/pg-core';
+
+// postgres.js hands bytea back as a Buffer and PGlite as a Uint8Array; both are bytes.
+const bytea = customType<{ data: Uint8Array; driverData: Uint8Array }>({ dataType: () => 'bytea' });
 
 export const users = pgTable(
   'users',
@@ -36,12 +51,29 @@ export const records = pgTable(
     // chosen are MP3.
     format: text('format').notNull().default('mp3'),
     mimeType: text('mime_type').notNull().default('audio/mpeg'),
+    // What the upload was, by its bytes (see media/input-kinds.ts); rows from before other inputs were WAV.
+    sourceFormat: text('source_format').notNull().default('wav'),
+    // Integrated loudness of the stored audio, when it was normalised (and so measured).
+    loudnessLufs: real('loudness_lufs'),
   },
   (table) => [index('records_user_created_idx').on(table.userId, table.createdAt.desc(), table.id.desc())],
 );
 
+/** Each record's waveform overview, kept apart so that listing records never reads it. */
+export const recordPeaks = pgTable('record_peaks', {
+  recordId: uuid('record_id')
+    .primaryKey()
+    .references(() => records.recordId, { onDelete: 'cascade' }),
+  sampleRate: integer('sample_rate').notNull(),
+  samplesPerPixel: integer('samples_per_pixel').notNull(),
+  // Interleaved min/max pairs of signed 8-bit samples.
+  data: bytea('data').notNull(),
+});
+
 export type UserRow = typeof users.$inferSelect;
 export type RecordRow = typeof records.$inferSelect;
 export type NewRecordRow = typeof records.$inferInsert;
+/** A record's peaks as stored. */
+export type PeaksRow = Omit<typeof recordPeaks.$inferInsert, 'recordId'>;
 /** What locates a record's audio in the blob store. */
 export type StoredAudioRef = Pick<RecordRow, 'recordId' | 'format'>;

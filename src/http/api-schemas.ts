@@ -43,11 +43,52 @@ export const UploadQuery = Type.Object({
       description: 'A title for the recording (or a multipart field `title`).',
     }),
   ),
+  ...outputOptions(),
 });
+
+/** The output options, as query parameters; a multipart field of the same name, before the file, wins. */
+function outputOptions() {
+  const option = (description: string, examples: string[]) =>
+    Type.Optional(Type.String({ maxLength: 16, description, examples }));
+  return {
+    format: option('The stored format: mp3 (default), opus (Ogg), m4a (AAC) or flac.', ['opus']),
+    quality: option('A preset: voice (mono, speech-tuned, small), standard (default) or high.', ['voice']),
+    bitrate: option('An explicit bitrate in kbit/s, instead of a quality preset; not for flac.', ['64']),
+    channels: option('1 or 2; by default mono stays mono and anything wider becomes stereo.', ['1']),
+    sample_rate: option('The output sample rate in Hz, one the format allows.', ['48000']),
+    normalize: option('true: normalise the loudness (EBU R128) to the server’s target.', ['true']),
+  };
+}
+
+/** BBC audiowaveform's JSON format, as wavesurfer.js and peaks.js read it. */
+export const PeaksResponse = Type.Object(
+  {
+    version: Type.Literal(2),
+    channels: Type.Literal(1),
+    sample_rate: Type.Integer({ description: 'The rate the peaks were computed at.' }),
+    samples_per_pixel: Type.Integer({ description: 'Samples per min/max pair.' }),
+    bits: Type.Literal(8),
+    length: Type.Integer({ description: 'Number of min/max pairs.' }),
+    data: Type.Array(Type.Integer({ minimum: -128, maximum: 127 }), { description: 'min0, max0, min1, max1 …' }),
+  },
+  {
+    examples: [
+      {
+        version: 2,
+        channels: 1,
+        sample_rate: 8000,
+        samples_per_pixel: 160,
+        bits: 8,
+        length: 2,
+        data: [-3, 5, -40, 38],
+      },
+    ],
+  },
+);
 
 export const RecordUrl = Type.Object({
   record_url: Type.String({
-    description: 'Where the MP3 downloads.',
+    description: 'Where the stored audio downloads.',
     examples: [
       'http://localhost:8000/api/v1/record?record_id=b88b0965-ff26-4b1c-be89-7efe2e8bcddc&user_id=2085f8b6-70fe-4253-ade0-cdbfe9892082',
     ],
@@ -67,10 +108,19 @@ export const RecordMetadata = Type.Object({
   original_filename: Type.Union([Type.String(), Type.Null()], { description: 'The uploaded file’s name, as sent.' }),
   created_at: Type.String({ format: 'date-time' }),
   duration_seconds: Type.Number({ description: 'Length of the audio, in seconds.' }),
-  size_bytes: Type.Integer({ description: 'Size of the MP3 file.' }),
-  sample_rate: Type.Integer({ description: 'Sample rate of the MP3, in Hz.' }),
-  channels: Type.Integer({ description: 'Channels of the MP3: 1 or 2.' }),
-  bitrate_kbps: Type.Integer({ description: 'Average bitrate of the MP3, in kbit/s.' }),
+  size_bytes: Type.Integer({ description: 'Size of the stored audio file.' }),
+  sample_rate: Type.Integer({ description: 'Sample rate of the stored audio, in Hz.' }),
+  channels: Type.Integer({ description: 'Channels of the stored audio.' }),
+  bitrate_kbps: Type.Integer({ description: 'Average bitrate of the stored audio, in kbit/s.' }),
+  format: Type.String({ description: 'The stored format, also the download’s extension: mp3, opus, m4a or flac.' }),
+  mime_type: Type.String({ description: 'The download’s Content-Type.' }),
+  source_format: Type.String({
+    description: 'What was uploaded, judged from its bytes: wav, flac, ogg, webm, matroska, mp4, mp3, aiff or amr.',
+  }),
+  loudness_lufs: Type.Optional(
+    Type.Number({ description: 'Integrated loudness of the stored audio; present when it was normalised.' }),
+  ),
+  peaks_url: Type.String({ description: 'The waveform peaks, for holders of the link as for `record_url`.' }),
 });
 export type RecordMetadata = Static<typeof RecordMetadata>;
 

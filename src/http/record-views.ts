@@ -3,6 +3,9 @@ import type { RecordRow } from '../db/schema.js';
 import type { RecordMetadata } from './api-schemas.js';
 import { publicBase, recordUrl } from './urls.js';
 
+/** Where a record's peaks are for holders of its link, beside `/record`. */
+export const PEAKS_PATH = '/record/peaks';
+
 /** How records are shown to clients: their link and their metadata. */
 export class RecordViews {
   constructor(private readonly publicUrl: string | undefined) {}
@@ -13,8 +16,10 @@ export class RecordViews {
   }
 
   metadataOf(request: FastifyRequest, prefix: string, record: RecordRow): RecordMetadata {
+    const base = publicBase(this.publicUrl, request);
     return {
-      record_url: this.urlOf(request, prefix, record),
+      record_url: recordUrl(base, prefix, record.recordId, record.userId),
+      peaks_url: recordUrl(base, prefix, record.recordId, record.userId, PEAKS_PATH),
       record_id: record.recordId,
       user_id: record.userId,
       title: record.title,
@@ -25,14 +30,22 @@ export class RecordViews {
       sample_rate: record.sampleRate,
       channels: record.channels,
       bitrate_kbps: Math.round(record.bitrate / 1000),
+      format: record.format,
+      mime_type: record.mimeType,
+      source_format: record.sourceFormat,
+      ...(record.loudnessLufs === null ? {} : { loudness_lufs: Math.round(record.loudnessLufs * 100) / 100 }),
     };
   }
 }
 
+// Extensions of the inputs the service reads, dropped from an uploaded name before the stored format's is added.
+const UPLOAD_EXTENSION =
+  /\.(wav|wave|bwf|rf64|flac|ogg|oga|opus|webm|weba|mka|mkv|mp4|m4a|m4b|3gp|3g2|mov|mp3|aif|aiff|aifc|amr|awb)$/i;
+
 /** The title, else the uploaded name, else the id; always ending in the format's extension, never a path. */
 export function downloadNameOf(record: RecordRow): string {
   const extension = `.${record.format}`;
-  const stem = record.title ?? record.originalFilename?.replace(/\.(wav|wave|bwf|rf64)$/i, '') ?? record.recordId;
+  const stem = record.title ?? record.originalFilename?.replace(UPLOAD_EXTENSION, '') ?? record.recordId;
   const name = stem.replace(/[/\\]/g, '_');
   return name.toLowerCase().endsWith(extension) ? name : `${name}${extension}`;
 }

@@ -1,5 +1,6 @@
 import type { FastifyRequest } from 'fastify';
 import { DomainError, InvalidInput, UploadTooLarge } from '../domain/errors.js';
+import { isOutputOptionName, type RawOutputOptions } from '../services/output-options.js';
 import { cleanTitle, MAX_TITLE_LENGTH, type AudioSink, type UploadSource } from '../services/recordings.js';
 import { guardUploadBody } from './upload-guard.js';
 import { clientKey } from './protection.js';
@@ -33,9 +34,10 @@ async function receiveForm(
   limits: UploadFormLimits,
 ): Promise<{ title: string | null }> {
   if (!request.isMultipart()) {
-    throw new InvalidInput('Send the WAV as multipart/form-data with a "file" field.');
+    throw new InvalidInput('Send the recording as multipart/form-data with a "file" field.');
   }
   let title: string | null = null;
+  const options: RawOutputOptions = {};
   let fileSeen = false;
   const stopGuard = guardUploadBody(request, {
     idleTimeoutMs: limits.uploadIdleTimeoutMs,
@@ -56,6 +58,12 @@ async function receiveForm(
         if (part.fieldname === TITLE_FIELD) {
           if (part.valueTruncated) throw new InvalidInput(`title must be at most ${MAX_TITLE_LENGTH} characters long.`);
           title = cleanTitle(String(part.value));
+        } else if (isOutputOptionName(part.fieldname)) {
+          // The conversion starts as the file streams in, so it cannot take an option that comes later.
+          if (fileSeen) {
+            throw new InvalidInput(`The "${part.fieldname}" field must come before the file part.`);
+          }
+          options[part.fieldname] = String(part.value);
         }
         continue;
       }
@@ -81,7 +89,7 @@ async function receiveForm(
       });
       await sink(
         asClientErrors(() => file),
-        part.filename,
+        { filename: part.filename, title, options: { ...options } },
       );
     }
   } finally {

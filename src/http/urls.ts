@@ -23,7 +23,7 @@ function localAuthority(request: FastifyRequest): string {
   return localPort === undefined ? host : `${host}:${localPort}`;
 }
 
-export function recordUrl(base: string, prefix: string, recordId: string, userId: string): string {
+export function recordUrl(base: string, prefix: string, recordId: string, userId: string, path = '/record'): string {
   const query = new URLSearchParams({ record_id: recordId, user_id: userId });
-  return `${base}${prefix}/record?${query.toString()}`;
+  return `${base}${prefix}${path}?${query.toString()}`;
 }

@@ -5,10 +5,14 @@ import { promisify } from 'node:util';
 
 const run = promisify(execFile);
 
-/** Resolves with ffmpeg's version line when the binary runs and has the MP3 encoder. */
+// The encoders of the stored formats (outputs.ts); a build without one would refuse those uploads as 422.
+const ENCODERS = ['libmp3lame', 'libopus', 'aac', 'flac'];
+
+/** Resolves with ffmpeg's version line when the binary runs and has every encoder the outputs use. */
 export async function checkFfmpeg(ffmpegPath: string): Promise<string> {
-  const { stdout } = await run(ffmpegPath, ['-hide_banner', '-h', 'encoder=libmp3lame'], { timeout: 5000 });
-  if (!stdout.includes('libmp3lame')) throw new Error(`${ffmpegPath} has no libmp3lame encoder`);
+  const { stdout } = await run(ffmpegPath, ['-hide_banner', '-encoders'], { timeout: 5000 });
+  const missing = ENCODERS.filter((name) => !new RegExp(`^ A\\S* ${name} `, 'm').test(stdout));
+  if (missing.length > 0) throw new Error(`${ffmpegPath} has no ${missing.join(', ')} encoder`);
   const version = await run(ffmpegPath, ['-version'], { timeout: 5000 });
   return version.stdout.split('\n')[0] ?? 'ffmpeg';
 }

@@ -1,13 +1,19 @@
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { setPriority } from 'node:os';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { promisify } from 'node:util';
 import { AudioRejected, DomainError, InsufficientStorage, Unavailable } from '../domain/errors.js';
-import type { AudioShape, OutputFormat } from './outputs.js';
+import { PEAKS_SAMPLE_RATE, PeaksCollector, type Peaks } from './peaks.js';
 import type { PcmSampleFormat } from './wav.js';
 
+const run = promisify(execFile);
+
 /** Raw samples on stdin, described in full: ffmpeg probes nothing and parses no container. */
-interface RawAudioInput {
+export interface RawAudioInput {
+  readonly kind: 'raw';
   readonly sampleFormat: PcmSampleFormat;
   readonly sampleRate: number;
   readonly channels: number;
@@ -15,73 +21,131 @@ interface RawAudioInput {
   readonly channelMask?: number | undefined;
 }
 
-/** What one conversion reads and produces. */
+/** A container on stdin, read by the one demuxer its bytes were recognised as. */
+interface StreamedInput {
+  readonly kind: 'stream';
+  readonly demuxer: string;
+}
+
+/** A container spooled to a local file first, because its demuxer must seek (an MP4 with its index last). */
+interface SpooledInput {
+  readonly kind: 'file';
+  readonly demuxer: string;
+  readonly path: string;
+}
+
+export type TranscodeInput = RawAudioInput | StreamedInput | SpooledInput;
+
+/** What one ffmpeg run reads and produces. */
 export interface TranscodeJob {
-  readonly input: RawAudioInput;
-  readonly output: OutputFormat;
-  readonly shape: AudioShape;
-  /** A backstop: ffmpeg writes no more than this much audio whatever it is fed. */
-  readonly maxDurationSeconds: number;
+  readonly input: TranscodeInput;
+  /** Filters, encoder, tags and muxer of the stored output (see outputs.ts); none when only peaks are wanted. */
+  readonly output: readonly string[] | undefined;
+  /** Decode a second copy of the audio into peaks, from the same decoded frames. */
+  readonly peaks: boolean;
+  /** ffmpeg writes no more than this much audio whatever it is fed. */
+  readonly maxDurationSeconds?: number | undefined;
+  /** loudnorm reports what it measured; it prints that at the info log level. */
+  readonly reportsLoudness?: boolean | undefined;
+}
+
+export interface TranscodeResult {
+  /** Present when the job asked for peaks. */
+  readonly peaks: Peaks | undefined;
+  /** Seconds of audio decoded, counted on the peaks output (0 without it). */
+  readonly decodedSeconds: number;
+  /** The output's integrated loudness as loudnorm measured it. */
+  readonly loudnessLufs: number | undefined;
 }
 
 export interface TranscoderOptions {
   readonly ffmpegPath: string;
+  readonly ffprobePath: string;
   readonly timeoutMs: number;
   /** The address-space limit for ffmpeg, applied through `prlimit` when `prlimitPath` is set. */
   readonly maxMemoryBytes: number;
   readonly prlimitPath: string | undefined;
 }
 
-// The largest single allocation ffmpeg may make; decoding raw PCM into LAME never needs more than a few MiB.
+// The largest single allocation ffmpeg may make; decoding audio never needs more than a few MiB at once.
 const MAX_ALLOCATION_BYTES = 64 * 1024 * 1024;
 
 // Encoders run below the server's own priority, so HTTP work still gets the CPU when every core encodes.
 // Exported so that the benchmark's bare-ffmpeg baseline runs at the same priority.
 export const ENCODER_NICENESS = 10;
 const STDERR_TAIL_BYTES = 4096;
+const PEAKS_FD = 3;
 
-/** The ffmpeg arguments for one job reading stdin and writing `outputPath`; nothing in them comes from the user. */
-export function ffmpegArguments(job: TranscodeJob, outputPath: string): string[] {
+function inputArguments(input: TranscodeInput): string[] {
+  switch (input.kind) {
+    case 'raw':
+      return [
+        // Raw samples in a forced format: no probing and no container to parse.
+        '-probesize',
+        '32',
+        '-analyzeduration',
+        '0',
+        '-protocol_whitelist',
+        'pipe',
+        '-f',
+        input.sampleFormat,
+        '-ar',
+        String(input.sampleRate),
+        '-ac',
+        String(input.channels),
+        // Downmixing 5.1 or quad to stereo needs to know which channel is which.
+        ...(input.channelMask === undefined ? [] : ['-ch_layout', `0x${input.channelMask.toString(16)}`]),
+        '-i',
+        'pipe:0',
+      ];
+    case 'stream':
+      return ['-protocol_whitelist', 'pipe', '-f', input.demuxer, ...demuxerOptions(input.demuxer), '-i', 'pipe:0'];
+    case 'file':
+      // `file` is needed for the one spooled file; MP4 data references, the only way such a file could
+      // name another, stay off.
+      return [
+        '-protocol_whitelist',
+        'file',
+        '-f',
+        input.demuxer,
+        ...demuxerOptions(input.demuxer),
+        '-i',
+        `file:${input.path}`,
+      ];
+  }
+}
+
+/** MP4's external data references stay disabled (ffmpeg's default, stated so that it cannot change). */
+const demuxerOptions = (demuxer: string) => (demuxer === 'mov' ? ['-enable_drefs', '0'] : []);
+
+/**
+ * The ffmpeg arguments for one job; nothing in them comes from the user except the title, which is one
+ * argument of its own after `-metadata`. Only the first audio stream is mapped: video, cover art,
+ * subtitles and attachments are never decoded.
+ */
+export function ffmpegArguments(job: TranscodeJob, outputPath: string | undefined): string[] {
+  const limit = job.maxDurationSeconds === undefined ? [] : ['-t', String(job.maxDurationSeconds)];
+  const firstAudio = ['-map', '0:a:0', '-map_metadata', '-1', '-map_chapters', '-1', ...limit];
   return [
     '-hide_banner',
     '-nostdin',
     '-nostats',
     '-loglevel',
-    'error',
+    job.reportsLoudness === true ? 'info' : 'error',
     '-max_alloc',
     String(MAX_ALLOCATION_BYTES),
-    // Raw samples in a forced format: no probing, no container, and no protocol but the pipe, so a
-    // crafted file can never make ffmpeg open a playlist, a URL or a local file.
-    '-probesize',
-    '32',
-    '-analyzeduration',
-    '0',
-    '-protocol_whitelist',
-    'pipe',
-    '-f',
-    job.input.sampleFormat,
-    '-ar',
-    String(job.input.sampleRate),
-    '-ac',
-    String(job.input.channels),
-    // Downmixing 5.1 or quad to stereo needs to know which channel is which.
-    ...(job.input.channelMask === undefined ? [] : ['-ch_layout', `0x${job.input.channelMask.toString(16)}`]),
-    '-i',
-    'pipe:0',
-    '-map',
-    '0:a:0',
-    '-map_metadata',
-    '-1',
-    '-t',
-    String(job.maxDurationSeconds),
-    ...job.output.encoderArguments(job.shape),
-    '-y',
-    // A seekable file output lets the muxer go back and fill in its header (MP3's Xing frame) at the end.
-    `file:${outputPath}`,
+    ...inputArguments(job.input),
+    ...(job.output === undefined || outputPath === undefined
+      ? []
+      : // A seekable file output lets the muxer go back and fill in its header at the end.
+        [...firstAudio, ...job.output, '-y', `file:${outputPath}`]),
+    ...(job.peaks
+      ? [...firstAudio, '-ac', '1', '-ar', String(PEAKS_SAMPLE_RATE), '-c:a', 'pcm_s8', '-f', 's8', `pipe:${PEAKS_FD}`]
+      : []),
   ];
 }
 
-/** Runs one ffmpeg per conversion: the input's bytes in through stdin, the output into a local file. */
+/** Runs ffmpeg (and ffprobe) under the service's limits: minimal environment, lower priority, time and memory caps. */
 export class Transcoder {
   constructor(private readonly options: TranscoderOptions) {}
 
@@ -90,10 +154,10 @@ export class Transcoder {
    * cut short, a limit hit) when the input fails, else with AudioRejected when ffmpeg cannot decode it.
    * The caller owns `outputPath` and removes it on failure.
    */
-  async run(input: Readable, job: TranscodeJob, outputPath: string): Promise<void> {
-    const { command, args } = this.commandLine(ffmpegArguments(job, outputPath));
+  async run(input: Readable | undefined, job: TranscodeJob, outputPath?: string): Promise<TranscodeResult> {
+    const { command, args } = this.commandLine(this.options.ffmpegPath, ffmpegArguments(job, outputPath));
     const child = spawn(command, args, {
-      stdio: ['pipe', 'ignore', 'pipe'],
+      stdio: [input === undefined ? 'ignore' : 'pipe', 'ignore', 'pipe', job.peaks ? 'pipe' : 'ignore'],
       // Nothing of the service's environment (database URL, secrets) reaches the decoder.
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LC_ALL: 'C' },
     });
@@ -110,8 +174,11 @@ export class Transcoder {
     }
 
     let stderrTail = '';
-    child.stderr.setEncoding('utf8').on('data', (text: string) => {
+    const keepLoudnessReport = job.reportsLoudness === true;
+    let loudnessReport = '';
+    child.stderr?.setEncoding('utf8').on('data', (text: string) => {
       stderrTail = (stderrTail + text).slice(-STDERR_TAIL_BYTES);
+      if (keepLoudnessReport) loudnessReport = (loudnessReport + text).slice(-STDERR_TAIL_BYTES);
     });
 
     let timedOut = false;
@@ -122,16 +189,26 @@ export class Transcoder {
 
     // Node's default 64 KiB pipe writes keep ffmpeg fed (docs/benchmarks.md); bigger buffers would only
     // cost memory per upload.
-    const feeding = pipeline(input, child.stdin).catch((error: unknown) => {
-      // ffmpeg closing its stdin (EPIPE) is judged by its exit status below; any other error is the input's.
-      // So is the premature close that follows our own kill at the time limit.
-      if (timedOut || isBrokenPipe(error)) return undefined;
-      child.kill('SIGKILL');
-      return error instanceof Error ? error : new Error(String(error));
-    });
+    const stdin = child.stdin;
+    const feeding =
+      input === undefined || stdin === null
+        ? Promise.resolve(undefined)
+        : pipeline(input, stdin).catch((error: unknown) => {
+            // ffmpeg closing its stdin (EPIPE: at its time limit, or failing) is judged by its exit status
+            // below; any other error is the input's. So is the premature close that follows our own kill.
+            if (timedOut || isBrokenPipe(error)) return undefined;
+            child.kill('SIGKILL');
+            return error instanceof Error ? error : new Error(String(error));
+          });
+    const collector = job.peaks ? new PeaksCollector() : undefined;
+    const peaksOutput = child.stdio[PEAKS_FD];
+    const collecting =
+      collector === undefined || !(peaksOutput instanceof Readable)
+        ? Promise.resolve()
+        : pipeline(peaksOutput, collector);
 
     try {
-      const [inputError, exit] = await Promise.all([feeding, exited]);
+      const [inputError, exit] = await Promise.all([feeding, exited, collecting]);
       if (inputError !== undefined) throw inputError;
       if (timedOut) {
         throw new AudioRejected(
@@ -139,18 +216,12 @@ export class Transcoder {
           `The conversion took longer than ${this.options.timeoutMs / 1000} seconds.`,
         );
       }
-      // prlimit could not start ffmpeg (126: not executable, 127: not found): the converter is missing.
-      if ((exit.code === 126 || exit.code === 127) && /failed to execute/.test(stderrTail)) {
-        throw new Unavailable('The audio converter is not available.', 30, { cause: new Error(stderrTail.trim()) });
-      }
-      if (exit.code !== 0 && /No space left on device/i.test(stderrTail)) {
-        throw new InsufficientStorage('The server ran out of disk space while converting; try again later.');
-      }
-      if (exit.code !== 0) {
-        throw new AudioRejected('undecodable', 'The audio in this WAV could not be decoded.', {
-          cause: new Error(stderrTail.trim()),
-        });
-      }
+      if (exit.code !== 0) throw this.failure(exit.code, stderrTail);
+      return {
+        peaks: collector?.result(),
+        decodedSeconds: (collector?.sampleCount ?? 0) / PEAKS_SAMPLE_RATE,
+        loudnessLufs: keepLoudnessReport ? measuredLoudness(loudnessReport) : undefined,
+      };
     } catch (error) {
       if (error instanceof DomainError) throw error;
       if (isSpawnFailure(error)) {
@@ -162,12 +233,81 @@ export class Transcoder {
     }
   }
 
-  /** ffmpeg itself, or under `prlimit` (which execs it in the same process) with an address-space limit. */
-  private commandLine(ffmpegArgs: string[]): { command: string; args: string[] } {
-    const { ffmpegPath, prlimitPath, maxMemoryBytes } = this.options;
-    if (prlimitPath === undefined) return { command: ffmpegPath, args: ffmpegArgs };
-    return { command: prlimitPath, args: [`--as=${maxMemoryBytes}`, '--', ffmpegPath, ...ffmpegArgs] };
+  /** The rate and channel count of a written file's audio, for outputs whose shape ffmpeg negotiated. */
+  async probeShape(path: string, demuxer: string): Promise<{ sampleRate: number; channels: number }> {
+    const { command, args } = this.commandLine(this.options.ffprobePath, [
+      '-v',
+      'error',
+      '-protocol_whitelist',
+      'file',
+      '-f',
+      demuxer,
+      '-select_streams',
+      'a:0',
+      '-show_entries',
+      'stream=sample_rate,channels',
+      '-of',
+      'json',
+      `file:${path}`,
+    ]);
+    try {
+      const { stdout } = await run(command, args, {
+        timeout: 10_000,
+        env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LC_ALL: 'C' },
+      });
+      const stream = (JSON.parse(stdout) as { streams?: Array<{ sample_rate?: string; channels?: number }> })
+        .streams?.[0];
+      const sampleRate = Number(stream?.sample_rate);
+      const channels = Number(stream?.channels);
+      if (!(sampleRate > 0 && channels > 0)) throw new Error(`ffprobe found no audio stream: ${stdout}`);
+      return { sampleRate, channels };
+    } catch (error) {
+      // prlimit answers 126/127 when it cannot start the program, as spawn does with ENOENT.
+      const code = error instanceof Error && 'code' in error ? error.code : undefined;
+      if (isSpawnFailure(error) || code === 126 || code === 127) {
+        throw new Unavailable('The audio converter is not available.', 30, { cause: error });
+      }
+      throw error;
+    }
   }
+
+  private failure(code: number | null, stderrTail: string): Error {
+    // prlimit could not start ffmpeg (126: not executable, 127: not found): the converter is missing.
+    if ((code === 126 || code === 127) && /failed to execute/.test(stderrTail)) {
+      return new Unavailable('The audio converter is not available.', 30, { cause: new Error(stderrTail.trim()) });
+    }
+    if (/No space left on device/i.test(stderrTail)) {
+      return new InsufficientStorage('The server ran out of disk space while converting; try again later.');
+    }
+    return new AudioRejected('undecodable', 'The audio in this file could not be decoded.', {
+      cause: new Error(stderrTail.trim()),
+    });
+  }
+
+  /** The program itself, or under `prlimit` (which execs it in the same process) with an address-space limit. */
+  private commandLine(program: string, programArgs: string[]): { command: string; args: string[] } {
+    const { prlimitPath, maxMemoryBytes } = this.options;
+    if (prlimitPath === undefined) return { command: program, args: programArgs };
+    return { command: prlimitPath, args: [`--as=${maxMemoryBytes}`, '--', program, ...programArgs] };
+  }
+}
+
+/** loudnorm's closing JSON report (print_format=json) holds the output's integrated loudness. */
+function measuredLoudness(stderr: string): number | undefined {
+  const report = /\{[^{}]*"output_i"[^{}]*\}/.exec(stderr)?.[0];
+  if (report === undefined) return undefined;
+  try {
+    const value = Number((JSON.parse(report) as { output_i?: string }).output_i);
+    return Number.isFinite(value) ? value : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** ffprobe from the same installation as ffmpeg when there is one beside it, else from PATH. */
+export function ffprobeBeside(ffmpegPath: string): string {
+  const beside = join(dirname(ffmpegPath), 'ffprobe');
+  return ffmpegPath.includes('/') && existsSync(beside) ? beside : 'ffprobe';
 }
 
 function isBrokenPipe(error: unknown): boolean {

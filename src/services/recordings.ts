@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { isForeignKeyViolation, isOutcomeUnknown } from '../db/postgres-errors.js';
 import type { RecordRepository } from '../db/records.js';
-import type { NewRecordRow, RecordRow, StoredAudioRef } from '../db/schema.js';
+import type { NewRecordRow, PeaksRow, RecordRow, StoredAudioRef } from '../db/schema.js';
 import {
   AudioRejected,
   InsufficientStorage,
@@ -12,6 +13,8 @@ import {
 } from '../domain/errors.js';
 import type { ConvertedAudio, Converter } from '../media/converter.js';
 import type { ConversionLimiter } from '../media/limiter.js';
+import { storedFormat } from '../media/outputs.js';
+import type { Peaks } from '../media/peaks.js';
 import type { BlobStore, OpenedBlob } from '../storage/blob-store.js';
 import type { ScratchDirectory } from '../storage/scratch.js';
 import type { AuthenticatedUser } from './accounts.js';
@@ -21,6 +24,7 @@ import type { Quota } from './quota.js';
 import type { UploadCaps } from './upload-caps.js';
 import { audioKey, removeAudio } from './stored-audio.js';
 import { cleanFilename, cleanOptionalText } from './text.js';
+import { parseOutputOptions, type RawOutputOptions } from './output-options.js';
 
 export const MAX_TITLE_LENGTH = 200;
 const NO_SUCH_RECORD = 'No such record for this user.';
@@ -30,8 +34,16 @@ export function cleanTitle(title: string | undefined): string | null {
   return cleanOptionalText(title, 'title', MAX_TITLE_LENGTH);
 }
 
+/** What the form held before its file part: the conversion starts with the file, so these are all it knows. */
+interface FieldsBeforeFile {
+  readonly filename: string | undefined;
+  /** Already checked with `cleanTitle`. */
+  readonly title: string | null;
+  readonly options: RawOutputOptions;
+}
+
 /** Hands the audio file of an upload to the conversion, as its bytes arrive. */
-export type AudioSink = (file: AsyncIterable<Buffer>, filename: string | undefined) => Promise<void>;
+export type AudioSink = (file: AsyncIterable<Buffer>, before: FieldsBeforeFile) => Promise<void>;
 
 /** Where an upload's body comes from: the HTTP layer reads its form, the service converts what it finds. */
 export interface UploadSource {
@@ -64,12 +76,23 @@ export interface RecordList {
 export interface RecordingDependencies {
   readonly records: Pick<
     RecordRepository,
-    'usageOf' | 'insert' | 'insertAdmitted' | 'listPage' | 'findOwned' | 'rename' | 'deleteOwned'
+    | 'usageOf'
+    | 'insert'
+    | 'insertAdmitted'
+    | 'listPage'
+    | 'findOwned'
+    | 'rename'
+    | 'deleteOwned'
+    | 'findPeaks'
+    | 'savePeaks'
   >;
   readonly blobs: BlobStore;
   readonly scratch: ScratchDirectory;
-  readonly converter: Pick<Converter, 'convert'>;
+  readonly converter: Pick<Converter, 'check' | 'convert' | 'retag' | 'peaksOf'>;
+  /** Guards the cores from conversions … */
   readonly limiter: ConversionLimiter;
+  /** … and from the short ffmpeg runs on stored files (rewriting a tag, computing old records' peaks). */
+  readonly fileJobs: ConversionLimiter;
   readonly quota: Quota;
   readonly caps: UploadCaps;
   /** Free disk space an upload needs to be admitted … */
@@ -91,9 +114,14 @@ export class RecordingService {
    * Converts the upload while it streams in, stores the audio, then its row. Nothing of a failed upload
    * stays behind: the scratch file always goes, the stored audio too when the row could not be inserted.
    */
-  async upload(user: AuthenticatedUser, source: UploadSource, options: { title?: string }): Promise<RecordRow> {
+  async upload(
+    user: AuthenticatedUser,
+    source: UploadSource,
+    options: { title?: string | undefined; output: RawOutputOptions },
+  ): Promise<RecordRow> {
     this.deps.limiter.refuseIfFull();
     const queryTitle = cleanTitle(options.title);
+    this.deps.converter.check(parseOutputOptions(options.output));
     // A user with no room left is refused before the body is read; the exact size is checked at the insert.
     if (!this.deps.quota.unlimited) this.deps.quota.refuseIfFull(await this.deps.records.usageOf(user.id));
     const free = await this.deps.freeDiskBytes().catch((error: unknown) => {
@@ -105,35 +133,60 @@ export class RecordingService {
 
     const endCount = this.deps.caps.take(user.id, source.clientAddress, this.deps.limiter.retryAfterSeconds());
     const scratchPath = this.deps.scratch.newPath();
+    const spoolPath = this.deps.scratch.newPath();
+    const retaggedPath = this.deps.scratch.newPath();
     try {
       // Admission is decided before a byte of the body is read; waiting here holds no upload in memory.
       const release = await this.deps.limiter.acquire(source.signal);
       let converted: ConvertedAudio | undefined;
       let originalFilename: string | null = null;
+      let taggedTitle: string | null = null;
       let fields;
       try {
-        fields = await source.receive(async (file, filename) => {
-          converted = await this.deps.converter.convert(file, scratchPath);
-          originalFilename = cleanFilename(filename);
+        fields = await source.receive(async (file, before) => {
+          // Form fields win over query parameters, as for the title.
+          const output = parseOutputOptions({ ...options.output, ...before.options });
+          taggedTitle = before.title ?? queryTitle;
+          converted = await this.deps.converter.convert(file, scratchPath, { output, title: taggedTitle, spoolPath });
+          originalFilename = cleanFilename(before.filename);
         });
       } finally {
         release();
+        await this.deps.scratch.discard(spoolPath);
       }
-      if (converted === undefined) throw new InvalidInput('The form has no "file" part with the WAV.');
-      return await this.store(scratchPath, {
-        userId: user.id,
-        recordId: randomUUID(),
-        title: fields.title ?? queryTitle,
-        originalFilename,
-        durationMs: converted.durationMs,
-        sampleRate: converted.sampleRate,
-        channels: converted.channels,
-        format: converted.format.name,
-        mimeType: converted.format.mimeType,
-      });
+      if (converted === undefined) throw new InvalidInput('The form has no "file" part with the recording.');
+      const title = fields.title ?? queryTitle;
+      let audioPath = scratchPath;
+      if (title !== taggedTitle) {
+        // The title came after the file: the tag is written now, by copying the audio into a new file.
+        const releaseJob = await this.deps.fileJobs.acquire(source.signal);
+        try {
+          await this.deps.converter.retag(createReadStream(scratchPath), converted.format, title, retaggedPath);
+        } finally {
+          releaseJob();
+        }
+        audioPath = retaggedPath;
+      }
+      return await this.store(
+        audioPath,
+        {
+          userId: user.id,
+          recordId: randomUUID(),
+          title,
+          originalFilename,
+          durationMs: converted.durationMs,
+          sampleRate: converted.sampleRate,
+          channels: converted.channels,
+          format: converted.format.name,
+          mimeType: converted.format.mimeType,
+          sourceFormat: converted.sourceFormat,
+          loudnessLufs: converted.loudnessLufs ?? null,
+        },
+        peaksRow(converted.peaks),
+      );
     } finally {
       endCount();
-      await this.deps.scratch.discard(scratchPath);
+      await Promise.all([scratchPath, retaggedPath].map((path) => this.deps.scratch.discard(path)));
     }
   }
 
@@ -152,9 +205,52 @@ export class RecordingService {
     return found(await this.deps.records.findOwned(recordId, user.id));
   }
 
-  /** Sets the title; null or blank removes it. */
+  /**
+   * Sets the title; null or blank removes it. The file's tag is rewritten first (a copy of the audio with
+   * the new tag, stored over the old file atomically), then the row.
+   */
   async rename(user: AuthenticatedUser, recordId: string, title: string | null): Promise<RecordRow> {
-    return found(await this.deps.records.rename(recordId, user.id, cleanTitle(title ?? undefined)));
+    const cleaned = cleanTitle(title ?? undefined);
+    const record = found(await this.deps.records.findOwned(recordId, user.id));
+    if (record.title === cleaned) return record;
+    const release = await this.deps.fileJobs.acquire();
+    const retaggedPath = this.deps.scratch.newPath();
+    try {
+      const blob = await this.deps.blobs.open(audioKey(record));
+      if (blob === undefined) throw new NotFound(NO_SUCH_RECORD);
+      await this.deps.converter.retag(blob.stream(), storedFormat(record.format), cleaned, retaggedPath);
+      await this.putAudio(audioKey(record), retaggedPath);
+    } finally {
+      release();
+      await this.deps.scratch.discard(retaggedPath);
+    }
+    return found(await this.deps.records.rename(recordId, user.id, cleaned));
+  }
+
+  /**
+   * The record's waveform peaks. Records stored before peaks existed get them now, from their stored
+   * audio, once.
+   */
+  async peaks(record: RecordRow): Promise<Peaks> {
+    const stored = await this.deps.records.findPeaks(record.recordId);
+    if (stored !== undefined) {
+      const bytes = stored.data;
+      return {
+        sampleRate: stored.sampleRate,
+        samplesPerPixel: stored.samplesPerPixel,
+        data: new Int8Array(bytes.buffer, bytes.byteOffset, bytes.length),
+      };
+    }
+    const release = await this.deps.fileJobs.acquire();
+    try {
+      const blob = await this.deps.blobs.open(audioKey(record));
+      if (blob === undefined) throw new NotFound(NO_SUCH_RECORD);
+      const peaks = await this.deps.converter.peaksOf(blob.stream(), storedFormat(record.format));
+      await this.deps.records.savePeaks(record.recordId, peaksRow(peaks));
+      return peaks;
+    } finally {
+      release();
+    }
   }
 
   async delete(user: AuthenticatedUser, recordId: string, log: Logger): Promise<void> {
@@ -181,14 +277,10 @@ export class RecordingService {
     throw new NotFound(NO_SUCH_RECORD);
   }
 
-  private async store(
-    scratchPath: string,
-    record: Omit<NewRecordRow, 'sizeBytes' | 'bitrate'> & StoredAudioRef,
-  ): Promise<RecordRow> {
-    const key = audioKey(record);
-    let stored;
+  /** Stores a finished scratch file under `key`; on failure nothing is left under it. */
+  private async putAudio(key: string, path: string) {
     try {
-      stored = await this.deps.blobs.put(key, { path: scratchPath });
+      return await this.deps.blobs.put(key, { path });
     } catch (error) {
       await this.deps.blobs.delete(key).catch(() => undefined);
       if (error instanceof Error && 'code' in error && error.code === 'ENOSPC') {
@@ -198,6 +290,15 @@ export class RecordingService {
       }
       throw error;
     }
+  }
+
+  private async store(
+    scratchPath: string,
+    record: Omit<NewRecordRow, 'sizeBytes' | 'bitrate'> & StoredAudioRef,
+    peaks: PeaksRow,
+  ): Promise<RecordRow> {
+    const key = audioKey(record);
+    const stored = await this.putAudio(key, scratchPath);
     const row: NewRecordRow = {
       ...record,
       sizeBytes: stored.sizeBytes,
@@ -210,8 +311,8 @@ export class RecordingService {
     }
     try {
       return this.deps.quota.unlimited
-        ? await this.deps.records.insert(row)
-        : await this.deps.records.insertAdmitted(row, (usage) => this.deps.quota.admit(usage, stored.sizeBytes));
+        ? await this.deps.records.insert(row, peaks)
+        : await this.deps.records.insertAdmitted(row, peaks, (usage) => this.deps.quota.admit(usage, stored.sizeBytes));
     } catch (error) {
       // A connection lost around the commit leaves its outcome unknown: the row may exist, so its audio
       // stays; if the row does not exist, the storage check removes the orphan later.
@@ -221,6 +322,14 @@ export class RecordingService {
       throw error;
     }
   }
+}
+
+function peaksRow(peaks: Peaks): PeaksRow {
+  return {
+    sampleRate: peaks.sampleRate,
+    samplesPerPixel: peaks.samplesPerPixel,
+    data: new Uint8Array(peaks.data.buffer, peaks.data.byteOffset, peaks.data.length),
+  };
 }
 
 const isInt32 = (value: number) => Number.isSafeInteger(value) && value >= 0 && value < 2 ** 31;

@@ -1,8 +1,10 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { RecordingService } from '../../services/recordings.js';
-import { DownloadQuery, RecordMetadata } from '../api-schemas.js';
+import type { BlobInfo } from '../../storage/blob-store.js';
+import { DownloadQuery, PeaksResponse, RecordMetadata } from '../api-schemas.js';
 import { sendFile } from '../file-response.js';
-import { downloadNameOf, type RecordViews } from '../record-views.js';
+import { toAudiowaveformJson } from '../../media/peaks.js';
+import { downloadNameOf, PEAKS_PATH, type RecordViews } from '../record-views.js';
 import { problemResponses } from '../route-options.js';
 
 const JSON_TYPE = 'application/json';
@@ -44,12 +46,43 @@ export const recordLinkRoutes: FastifyPluginAsyncTypebox<{ recordings: Recording
       if (request.accepts().type([record.mimeType, JSON_TYPE]) === JSON_TYPE) {
         return reply.type(JSON_TYPE).send(views.metadataOf(request, app.prefix, record));
       }
+      const file = await recordings.openAudio(record, request.log);
       return sendFile(request, reply, {
-        file: await recordings.openAudio(record, request.log),
+        file,
         contentType: record.mimeType,
-        etag: `"${record.recordId}"`,
+        etag: audioEtag(record.recordId, file),
         downloadName: downloadNameOf(record),
       });
     },
   });
+
+  app.get(
+    PEAKS_PATH,
+    {
+      schema: {
+        tags: ['records'],
+        summary: 'Waveform peaks of a recording',
+        description:
+          'The peaks a player draws without downloading the audio, in BBC audiowaveform’s JSON format. No ' +
+          'token is needed: the two ids are the capability, as for `record_url`.',
+        querystring: DownloadQuery,
+        response: { 200: PeaksResponse, ...problemResponses(400, 404, 503) },
+      },
+    },
+    async (request) => {
+      const record = await recordings.findByLink(
+        request.query.record_id.toLowerCase(),
+        request.query.user_id.toLowerCase(),
+      );
+      return toAudiowaveformJson(await recordings.peaks(record));
+    },
+  );
 };
+
+/**
+ * Strong, and the same from every process that serves the file: the record, and the size and time of the
+ * bytes stored for it (a rename rewrites them with a new tag).
+ */
+function audioEtag(recordId: string, file: BlobInfo): string {
+  return `"${recordId}-${file.sizeBytes.toString(36)}-${file.modifiedAt.getTime().toString(36)}"`;
+}

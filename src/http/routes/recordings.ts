@@ -4,6 +4,7 @@ import type { RecordingService } from '../../services/recordings.js';
 import {
   ListRecordsQuery,
   OwnerQuery,
+  PeaksResponse,
   RecordListResponse,
   RecordMetadata,
   RecordParams,
@@ -11,6 +12,7 @@ import {
   RenameRecordBody,
   UploadQuery,
 } from '../api-schemas.js';
+import { toAudiowaveformJson } from '../../media/peaks.js';
 import { userOf } from '../auth.js';
 import type { RecordViews } from '../record-views.js';
 import { problemResponses, TOKEN_SECURITY } from '../route-options.js';
@@ -31,9 +33,11 @@ export const recordingRoutes: FastifyPluginAsyncTypebox<{
     {
       schema: {
         tags: ['records'],
-        summary: 'Upload a WAV recording',
+        summary: 'Upload a recording',
         description:
-          'Converts the multipart field `file` (a WAV) to MP3 and stores it. Authenticate with ' +
+          'Converts the multipart field `file` and stores it: WAV, FLAC, Ogg (Opus, Vorbis, FLAC), ' +
+          'WebM/Matroska, MP4/M4A/3GP, MP3, AIFF or AMR, judged from its bytes. The output is MP3 unless the ' +
+          'options say otherwise; as multipart fields they must come before the file part. Authenticate with ' +
           '`Authorization: Bearer <token>` (preferred) or the `access_token` query parameter.',
         consumes: ['multipart/form-data'],
         querystring: UploadQuery,
@@ -45,8 +49,10 @@ export const recordingRoutes: FastifyPluginAsyncTypebox<{
       onRequest: async () => recordings.refuseIfBusy(),
     },
     async (request) => {
+      const { title, format, quality, bitrate, channels, sample_rate, normalize } = request.query;
       const record = await recordings.upload(userOf(request), uploadForm(request, config), {
-        title: request.query.title,
+        title,
+        output: { format, quality, bitrate, channels, sample_rate, normalize },
       });
       return { record_url: views.urlOf(request, app.prefix, record) };
     },
@@ -127,6 +133,29 @@ export const recordingRoutes: FastifyPluginAsyncTypebox<{
         request.body.title,
       );
       return views.metadataOf(request, app.prefix, record);
+    },
+  );
+
+  app.get(
+    '/records/:record_id/peaks',
+    {
+      schema: {
+        tags: ['records'],
+        summary: 'Waveform peaks of a record',
+        description:
+          'The peaks a player draws without downloading the audio: BBC audiowaveform’s JSON format, 50 ' +
+          'min/max pairs per second. ' +
+          AUTH_NOTE,
+        params: RecordParams,
+        querystring: OwnerQuery,
+        security: TOKEN_SECURITY,
+        response: { 200: PeaksResponse, ...problemResponses(400, 401, 404, 503) },
+      },
+      config: { auth: 'owner' },
+    },
+    async (request) => {
+      const record = await recordings.get(userOf(request), request.params.record_id.toLowerCase());
+      return toAudiowaveformJson(await recordings.peaks(record));
     },
   );
 
