@@ -500,7 +500,10 @@ describe.each(databaseKinds)('restart on the same data (%s)', (kind) => {
       const before = await fetch(recordUrl);
       const bytes = Buffer.from(await before.arrayBuffer());
       const etag = before.headers.get('etag');
-      const metadata = await (await fetch(recordUrl, { headers: { accept: 'application/json' } })).json();
+      const metadata = (await (await fetch(recordUrl, { headers: { accept: 'application/json' } })).json()) as Record<
+        string,
+        unknown
+      >;
       await first.stop();
 
       second = await startService({ dataDir, ...(database.url === undefined ? {} : { databaseUrl: database.url }) });

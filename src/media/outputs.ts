@@ -144,15 +144,7 @@ function codecs(mp3: Mp3Encoding): Readonly<Record<OutputFormatName, Codec>> {
         standard: { bitrateKbps: 128 },
         high: { bitrateKbps: 256 },
       },
-      encoder: (bitrate) => [
-        '-c:a',
-        'aac',
-        '-b:a',
-        `${bitrate ?? 128}k`,
-        // The index goes to the front, so the file plays while it downloads (and reads back from a pipe).
-        '-movflags',
-        '+faststart',
-      ],
+      encoder: (bitrate) => ['-c:a', 'aac', '-b:a', `${bitrate ?? 128}k`],
     },
     flac: {
       sampleRates: FLAC_SAMPLE_RATES,
@@ -301,6 +293,9 @@ export function muxerArguments(format: StoredFormat, title: string | null): stri
   if (title !== null && format.muxer === 'ogg') tags.push('-metadata:s:a:0', `title=${title}`);
   return [
     ...(format.name === 'mp3' ? ['-id3v2_version', title === null ? '0' : '4'] : []),
+    // The index goes to the front, so the file plays while it downloads and reads back from a pipe (for
+    // peaks and the next retag): on every write, encoded or copied.
+    ...(format.muxer === 'mp4' ? ['-movflags', '+faststart'] : []),
     ...tags,
     // No "encoder" tag naming the ffmpeg build.
     '-fflags',

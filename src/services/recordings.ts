@@ -145,7 +145,8 @@ export class RecordingService {
       try {
         fields = await source.receive(async (file, before) => {
           // Form fields win over query parameters, as for the title.
-          const output = parseOutputOptions({ ...options.output, ...before.options });
+          const fromForm = Object.entries(before.options).filter(([, value]) => value !== '');
+          const output = parseOutputOptions({ ...options.output, ...Object.fromEntries(fromForm) });
           taggedTitle = before.title ?? queryTitle;
           converted = await this.deps.converter.convert(file, scratchPath, { output, title: taggedTitle, spoolPath });
           originalFilename = cleanFilename(before.filename);
@@ -219,7 +220,7 @@ export class RecordingService {
       const blob = await this.deps.blobs.open(audioKey(record));
       if (blob === undefined) throw new NotFound(NO_SUCH_RECORD);
       await this.deps.converter.retag(blob.stream(), storedFormat(record.format), cleaned, retaggedPath);
-      await this.putAudio(audioKey(record), retaggedPath);
+      await this.putAudio(audioKey(record), retaggedPath, 'replacing');
     } finally {
       release();
       await this.deps.scratch.discard(retaggedPath);
@@ -246,7 +247,10 @@ export class RecordingService {
       const blob = await this.deps.blobs.open(audioKey(record));
       if (blob === undefined) throw new NotFound(NO_SUCH_RECORD);
       const peaks = await this.deps.converter.peaksOf(blob.stream(), storedFormat(record.format));
-      await this.deps.records.savePeaks(record.recordId, peaksRow(peaks));
+      await this.deps.records.savePeaks(record.recordId, peaksRow(peaks)).catch((error: unknown) => {
+        // The record was deleted meanwhile.
+        throw isForeignKeyViolation(error) ? new NotFound(NO_SUCH_RECORD) : error;
+      });
       return peaks;
     } finally {
       release();
@@ -277,12 +281,15 @@ export class RecordingService {
     throw new NotFound(NO_SUCH_RECORD);
   }
 
-  /** Stores a finished scratch file under `key`; on failure nothing is left under it. */
-  private async putAudio(key: string, path: string) {
+  /**
+   * Stores a finished scratch file under `key`. On failure a new key is left empty; a replaced one keeps
+   * its old file (puts are atomic), so a failed rename never costs a record its audio.
+   */
+  private async putAudio(key: string, path: string, mode: 'new' | 'replacing') {
     try {
       return await this.deps.blobs.put(key, { path });
     } catch (error) {
-      await this.deps.blobs.delete(key).catch(() => undefined);
+      if (mode === 'new') await this.deps.blobs.delete(key).catch(() => undefined);
       if (error instanceof Error && 'code' in error && error.code === 'ENOSPC') {
         throw new InsufficientStorage('The server ran out of disk space while storing the recording.', {
           cause: error,
@@ -298,7 +305,7 @@ export class RecordingService {
     peaks: PeaksRow,
   ): Promise<RecordRow> {
     const key = audioKey(record);
-    const stored = await this.putAudio(key, scratchPath);
+    const stored = await this.putAudio(key, scratchPath, 'new');
     const row: NewRecordRow = {
       ...record,
       sizeBytes: stored.sizeBytes,

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import type { RecordRepository, Usage } from '../../src/db/records.js';
-import type { NewRecordRow, RecordRow, StoredAudioRef } from '../../src/db/schema.js';
+import type { NewRecordRow, PeaksRow, RecordRow, StoredAudioRef } from '../../src/db/schema.js';
 import type { NewUser, UserProfile, UserRepository } from '../../src/db/users.js';
 import type { Logger } from '../../src/services/logger.js';
 import type {
@@ -106,10 +106,12 @@ export function foreignKeyViolation(): Error {
   );
 }
 
-/** The users and records tables, in memory, shared by the two fake repositories. */
+/** The users, records and record_peaks tables, in memory, shared by the two fake repositories. */
 export class FakeDatabase {
   readonly users = new Map<string, NewUser & { createdAt: Date }>();
   readonly records: RecordRow[] = [];
+  /** record_peaks by record id; a record's peaks go with its row (ON DELETE CASCADE). */
+  readonly peaks = new Map<string, PeaksRow>();
   private nextId = 1;
 
   constructor(readonly journal: Journal = []) {}
@@ -136,6 +138,8 @@ export class FakeDatabase {
       bitrate: row.bitrate,
       format: row.format ?? 'mp3',
       mimeType: row.mimeType ?? 'audio/mpeg',
+      sourceFormat: row.sourceFormat ?? 'wav',
+      loudnessLufs: row.loudnessLufs ?? null,
     };
     this.records.push(inserted);
     return inserted;
@@ -156,7 +160,10 @@ export class FakeDatabase {
 
   removeRecords(predicate: (row: RecordRow) => boolean): RecordRow[] {
     const removed = this.records.filter(predicate);
-    for (const row of removed) this.records.splice(this.records.indexOf(row), 1);
+    for (const row of removed) {
+      this.records.splice(this.records.indexOf(row), 1);
+      this.peaks.delete(row.recordId);
+    }
     return removed;
   }
 }
@@ -174,6 +181,8 @@ type RecordStore = Pick<
   | 'inShard'
   | 'existingRecordIds'
   | 'deleteByRecordIds'
+  | 'findPeaks'
+  | 'savePeaks'
 >;
 
 const ref = (row: RecordRow): StoredAudioRef => ({ recordId: row.recordId, format: row.format });
@@ -188,16 +197,30 @@ export class FakeRecordRepository implements RecordStore {
 
   constructor(private readonly db: FakeDatabase) {}
 
-  async insert(record: NewRecordRow): Promise<RecordRow> {
+  async insert(record: NewRecordRow, peaks: PeaksRow): Promise<RecordRow> {
     this.calls.push('insert');
-    return this.doInsert(record);
+    return this.doInsert(record, peaks);
   }
 
-  async insertAdmitted(record: NewRecordRow, admit: (usage: Usage) => void): Promise<RecordRow> {
+  async insertAdmitted(record: NewRecordRow, peaks: PeaksRow, admit: (usage: Usage) => void): Promise<RecordRow> {
     this.calls.push('insertAdmitted');
     if (!this.db.users.has(record.userId)) throw foreignKeyViolation(); // the lock finds no user row
     admit(this.usage(record.userId));
-    return this.doInsert(record);
+    return this.doInsert(record, peaks);
+  }
+
+  async findPeaks(recordId: string): Promise<PeaksRow | undefined> {
+    this.calls.push('findPeaks');
+    return this.db.peaks.get(recordId);
+  }
+
+  /** Like the real one: a record's first peaks stay (ON CONFLICT DO NOTHING); a record without a row fails its key. */
+  async savePeaks(recordId: string, peaks: PeaksRow): Promise<void> {
+    this.calls.push('savePeaks');
+    if (!this.db.records.some((row) => row.recordId === recordId)) throw foreignKeyViolation();
+    if (this.db.peaks.has(recordId)) return;
+    this.db.peaks.set(recordId, copyPeaks(peaks));
+    this.db.journal.push(`peaks.save ${recordId}`);
   }
 
   async findOwned(recordId: string, userId: string): Promise<RecordRow | undefined> {
@@ -227,7 +250,10 @@ export class FakeRecordRepository implements RecordStore {
   async rename(recordId: string, userId: string, title: string | null): Promise<RecordRow | undefined> {
     this.calls.push('rename');
     const row = this.db.records.find((candidate) => candidate.recordId === recordId && candidate.userId === userId);
-    if (row !== undefined) row.title = title;
+    if (row !== undefined) {
+      row.title = title;
+      this.db.journal.push(`row.rename ${recordId}`);
+    }
     return row;
   }
 
@@ -259,13 +285,15 @@ export class FakeRecordRepository implements RecordStore {
     return this.db.removeRecords((row) => wanted.has(row.recordId)).length;
   }
 
-  private doInsert(record: NewRecordRow): RecordRow {
+  private doInsert(record: NewRecordRow, peaks: PeaksRow): RecordRow {
     if (this.insertFailure !== undefined) {
       const failure = this.insertFailure;
       this.insertFailure = undefined;
       throw failure;
     }
+    // One transaction: the row and its peaks, or neither.
     const row = this.db.insertRow(record);
+    this.db.peaks.set(row.recordId, copyPeaks(peaks));
     this.db.journal.push(`row.insert ${row.recordId}`);
     return row;
   }
@@ -274,6 +302,11 @@ export class FakeRecordRepository implements RecordStore {
     const rows = this.db.records.filter((row) => row.userId === userId);
     return { recordCount: rows.length, totalBytes: rows.reduce((sum, row) => sum + row.sizeBytes, 0) };
   }
+}
+
+/** What a database hands back is its own copy of the bytes, never the caller's array. */
+function copyPeaks(peaks: PeaksRow): PeaksRow {
+  return { ...peaks, data: Uint8Array.from(peaks.data) };
 }
 
 /** The UserRepository methods the services call. */

@@ -1,6 +1,7 @@
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import type { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   AudioRejected,
@@ -12,9 +13,11 @@ import {
   RateLimited,
   Unauthorized,
 } from '../../src/domain/errors.js';
-import type { ConvertedAudio } from '../../src/media/converter.js';
+import type { ConvertedAudio, ConvertRequest } from '../../src/media/converter.js';
 import { ConversionLimiter } from '../../src/media/limiter.js';
-import { mp3Output } from '../../src/media/outputs.js';
+import { STORED_FORMATS, type OutputRequest, type StoredFormat } from '../../src/media/outputs.js';
+import type { Peaks } from '../../src/media/peaks.js';
+import type { RawOutputOptions } from '../../src/services/output-options.js';
 import { Quota, type QuotaLimits } from '../../src/services/quota.js';
 import { RecordingService, type AudioSink, type UploadSource } from '../../src/services/recordings.js';
 import { audioKey } from '../../src/services/stored-audio.js';
@@ -30,37 +33,99 @@ import {
 
 const USER_ID = '11111111-1111-4111-8111-111111111111';
 const USER = { id: USER_ID, tokenHash: 'hash' };
-const MP3 = mp3Output({ vbrQuality: 2, bitrateKbps: undefined, compressionLevel: undefined });
 const UNLIMITED: QuotaLimits = { maxRecords: undefined, maxBytes: undefined };
+/** No title in the query, no output options. */
+const NONE = { output: {} };
+/** Signed samples, so that a sign lost on the way to bytea and back shows. */
+const PEAKS: Peaks = { sampleRate: 8000, samplesPerPixel: 160, data: Int8Array.from([-128, 127, -3, 4, 0, -1]) };
 
-/** Stands in for the ffmpeg-backed Converter: reads the upload, writes `output` at the path it is given. */
+async function bytesOf(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+/**
+ * Stands in for the ffmpeg-backed Converter: `convert` reads the upload and writes `output` at the path it is
+ * given (its spool file too); `retag` writes the stored bytes followed by `|title=<title>`; `peaksOf` reads
+ * the stored bytes and answers PEAKS. Everything it is asked is kept.
+ */
 class FakeConverter {
   readonly received: Buffer[] = [];
   readonly outputPaths: string[] = [];
+  readonly requests: ConvertRequest[] = [];
+  readonly checked: OutputRequest[] = [];
+  readonly retags: { stored: Buffer; format: StoredFormat; title: string | null; outputPath: string }[] = [];
+  readonly peaksRequests: { stored: Buffer; format: StoredFormat }[] = [];
   output = Buffer.from('fake mp3 audio, 28 bytes long');
   /** When set, a partial output is written and this is thrown. */
   failure: Error | undefined;
+  /** When set, `check` throws it. */
+  checkFailure: Error | undefined;
+  /** When set, `retag` writes a partial file and throws it. */
+  retagFailure: Error | undefined;
   /** Runs while the conversion is under way (e.g. the account is deleted meanwhile). */
   during: (() => void | Promise<void>) | undefined;
   durationMs = 2000;
 
-  async convert(upload: AsyncIterable<Buffer>, outputPath: string): Promise<ConvertedAudio> {
+  check(request: OutputRequest): void {
+    this.checked.push(request);
+    if (this.checkFailure !== undefined) throw this.checkFailure;
+  }
+
+  async convert(upload: AsyncIterable<Buffer>, outputPath: string, request: ConvertRequest): Promise<ConvertedAudio> {
     this.outputPaths.push(outputPath);
+    this.requests.push(request);
     for await (const chunk of upload) this.received.push(chunk);
     await this.during?.();
+    await writeFile(request.spoolPath, 'spooled');
     if (this.failure !== undefined) {
       await writeFile(outputPath, 'partial');
       throw this.failure;
     }
     await writeFile(outputPath, this.output);
-    return { format: MP3, durationMs: this.durationMs, sampleRate: 44100, channels: 2 };
+    return {
+      format: STORED_FORMATS[request.output.format ?? 'mp3'],
+      sourceFormat: 'wav',
+      durationMs: this.durationMs,
+      sampleRate: 44100,
+      channels: 2,
+      peaks: PEAKS,
+      loudnessLufs: request.output.normalize === true ? -16.5 : undefined,
+    };
+  }
+
+  async retag(stored: Readable, format: StoredFormat, title: string | null, outputPath: string): Promise<void> {
+    const bytes = await bytesOf(stored);
+    this.retags.push({ stored: bytes, format, title, outputPath });
+    if (this.retagFailure !== undefined) {
+      await writeFile(outputPath, 'partial');
+      throw this.retagFailure;
+    }
+    await writeFile(outputPath, Buffer.concat([bytes, Buffer.from(`|title=${title}`)]));
+  }
+
+  async peaksOf(stored: Readable, format: StoredFormat): Promise<Peaks> {
+    this.peaksRequests.push({ stored: await bytesOf(stored), format });
+    return PEAKS;
   }
 }
 
-/** An upload form: the file (in chunks) when there is one, and the title field. */
-function form(
-  parts: { file?: Buffer[]; filename?: string; title?: string | null; signal?: AbortSignal; address?: string } = {},
-) {
+interface FormParts {
+  file?: Buffer[];
+  filename?: string;
+  title?: string | null;
+  /** Whether the title field comes before the file part (the conversion then knows it); after it by default. */
+  titleFirst?: boolean;
+  /** Output option fields, which the form only takes before the file part. */
+  options?: RawOutputOptions;
+  signal?: AbortSignal;
+  address?: string;
+}
+
+/** An upload form: the file (in chunks) when there is one, the title field, the option fields. */
+function form(parts: FormParts = {}) {
+  const title = parts.title ?? null;
   const source = {
     receiveCalls: 0,
     signal: parts.signal ?? new AbortController().signal,
@@ -73,10 +138,10 @@ function form(
           (async function* () {
             yield* chunks;
           })(),
-          parts.filename,
+          { filename: parts.filename, title: parts.titleFirst === true ? title : null, options: parts.options ?? {} },
         );
       }
-      return { title: parts.title ?? null };
+      return { title };
     },
   } satisfies UploadSource & { receiveCalls: number };
   return source;
@@ -115,18 +180,21 @@ async function setup(
   const scratch = new TestScratch(folder);
   const converter = new FakeConverter();
   const limiter = new ConversionLimiter(options.slots ?? 1, options.queue ?? 0);
+  // One file job at a time and none queued: a slot that is not given back makes the next one Busy.
+  const fileJobs = new ConversionLimiter(1, 0);
   const service = new RecordingService({
     records,
     blobs,
     scratch,
     converter,
     limiter,
+    fileJobs,
     quota: new Quota(options.quota ?? UNLIMITED),
     caps: new UploadCaps(options.caps ?? { perUser: 100, perAddress: 100 }),
     minFreeDiskBytes: options.minFreeDiskBytes ?? 0,
     freeDiskBytes: () => scratch.freeBytes(),
   });
-  return { db, records, blobs, scratch, converter, limiter, service, folder };
+  return { db, records, blobs, scratch, converter, limiter, fileJobs, service, folder };
 }
 
 const wavChunks = [Buffer.from('RIFF....WAVE'), Buffer.from('fmt and data')];
@@ -134,7 +202,7 @@ const wavChunks = [Buffer.from('RIFF....WAVE'), Buffer.from('fmt and data')];
 describe('RecordingService.upload', () => {
   it('converts, stores the audio, then inserts the row, leaving no scratch file', async () => {
     const { db, records, blobs, converter, service, folder } = await setup();
-    const row = await service.upload(USER, form({ file: wavChunks, filename: 'C:\\Music\\take 1.wav' }), {});
+    const row = await service.upload(USER, form({ file: wavChunks, filename: 'C:\\Music\\take 1.wav' }), NONE);
 
     expect(Buffer.concat(converter.received)).toEqual(Buffer.concat(wavChunks));
     expect(dirname(converter.outputPaths[0] ?? '')).toBe(folder);
@@ -149,33 +217,55 @@ describe('RecordingService.upload', () => {
       mimeType: 'audio/mpeg',
       sizeBytes: converter.output.length,
       bitrate: Math.round((converter.output.length * 8 * 1000) / 2000),
+      sourceFormat: 'wav',
+      loudnessLufs: null,
     });
     expect(row.recordId).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
     expect(blobs.blobs.get(audioKey(row))?.bytes).toEqual(converter.output);
     expect(db.journal).toEqual([`blob.put ${audioKey(row)}`, `row.insert ${row.recordId}`]);
     expect(records.calls).toContain('insert');
+    // The peaks the conversion computed go in with the row, byte for byte.
+    const peaks = db.peaks.get(row.recordId);
+    expect(peaks).toMatchObject({ sampleRate: 8000, samplesPerPixel: 160 });
+    expect(Array.from(peaks?.data ?? [])).toEqual([0x80, 0x7f, 0xfd, 0x04, 0x00, 0xff]);
+    // No title known, no options, and a spool path of its own in the scratch folder.
+    const [request] = converter.requests;
+    expect(request?.title).toBeNull();
+    expect(request?.output).toEqual({
+      format: undefined,
+      quality: undefined,
+      bitrateKbps: undefined,
+      channels: undefined,
+      sampleRate: undefined,
+      normalize: undefined,
+    });
+    expect(dirname(request?.spoolPath ?? '')).toBe(folder);
+    expect(request?.spoolPath).not.toBe(converter.outputPaths[0]);
+    expect(converter.retags).toEqual([]);
     expect(await readdir(folder)).toEqual([]);
   });
 
   it('takes the title from the form over the one in the query', async () => {
     const { service } = await setup();
-    expect((await service.upload(USER, form({ file: wavChunks, title: 'Form' }), { title: 'Query' })).title).toBe(
-      'Form',
+    expect(
+      (await service.upload(USER, form({ file: wavChunks, title: 'Form' }), { title: 'Query', output: {} })).title,
+    ).toBe('Form');
+    expect((await service.upload(USER, form({ file: wavChunks }), { title: '  Query  ', output: {} })).title).toBe(
+      'Query',
     );
-    expect((await service.upload(USER, form({ file: wavChunks }), { title: '  Query  ' })).title).toBe('Query');
   });
 
   it('refuses a bad query title before reading anything', async () => {
     const { records, service } = await setup();
     const source = form({ file: wavChunks });
-    await expect(service.upload(USER, source, { title: 'a\u0000b' })).rejects.toBeInstanceOf(InvalidInput);
+    await expect(service.upload(USER, source, { title: 'a\u0000b', output: {} })).rejects.toBeInstanceOf(InvalidInput);
     expect(source.receiveCalls).toBe(0);
     expect(records.calls).toEqual([]);
   });
 
   it('with a quota, the insert goes through the admitting transaction', async () => {
     const { records, service } = await setup({ quota: { maxRecords: 10, maxBytes: 10_000 } });
-    await service.upload(USER, form({ file: wavChunks }), {});
+    await service.upload(USER, form({ file: wavChunks }), NONE);
     expect(records.calls).toEqual(['usageOf', 'insertAdmitted']);
   });
 
@@ -183,7 +273,7 @@ describe('RecordingService.upload', () => {
     const { db, blobs, converter, limiter, service } = await setup({ quota: { maxRecords: 1, maxBytes: undefined } });
     db.addRecord(USER_ID, 'aa000000-0000-4000-8000-000000000001');
     const source = form({ file: wavChunks });
-    await expect(service.upload(USER, source, {})).rejects.toBeInstanceOf(QuotaExceeded);
+    await expect(service.upload(USER, source, NONE)).rejects.toBeInstanceOf(QuotaExceeded);
     expect(source.receiveCalls).toBe(0);
     expect(converter.outputPaths).toEqual([]);
     expect(blobs.blobs.size).toBe(0);
@@ -193,7 +283,7 @@ describe('RecordingService.upload', () => {
 
   it('a recording that does not fit at the insert is refused and its stored audio deleted', async () => {
     const { db, blobs, service, folder } = await setup({ quota: { maxRecords: undefined, maxBytes: 10 } });
-    await expect(service.upload(USER, form({ file: wavChunks }), {})).rejects.toBeInstanceOf(QuotaExceeded);
+    await expect(service.upload(USER, form({ file: wavChunks }), NONE)).rejects.toBeInstanceOf(QuotaExceeded);
     expect(db.records).toEqual([]);
     expect(blobs.blobs.size).toBe(0);
     expect(db.journal.map((line) => line.split(' ')[0])).toEqual(['blob.put', 'blob.delete']);
@@ -208,7 +298,7 @@ describe('RecordingService.upload', () => {
     converter.during = () => {
       db.users.delete(USER_ID);
     };
-    await expect(service.upload(USER, form({ file: wavChunks }), {})).rejects.toBeInstanceOf(Unauthorized);
+    await expect(service.upload(USER, form({ file: wavChunks }), NONE)).rejects.toBeInstanceOf(Unauthorized);
     expect(db.records).toEqual([]);
     expect(blobs.blobs.size).toBe(0);
     expect(db.journal.map((line) => line.split(' ')[0])).toEqual(['blob.put', 'blob.delete']);
@@ -217,7 +307,7 @@ describe('RecordingService.upload', () => {
   it('a foreign-key error wrapped by the query builder is recognised through its cause', async () => {
     const { records, blobs, service } = await setup();
     records.insertFailure = new Error('Failed query: insert into "records" …', { cause: foreignKeyViolation() });
-    await expect(service.upload(USER, form({ file: wavChunks }), {})).rejects.toBeInstanceOf(Unauthorized);
+    await expect(service.upload(USER, form({ file: wavChunks }), NONE)).rejects.toBeInstanceOf(Unauthorized);
     expect(blobs.blobs.size).toBe(0);
   });
 
@@ -225,14 +315,14 @@ describe('RecordingService.upload', () => {
     const { records, blobs, service } = await setup();
     const failure = Object.assign(new Error('duplicate key value violates unique constraint'), { code: '23505' });
     records.insertFailure = failure;
-    await expect(service.upload(USER, form({ file: wavChunks }), {})).rejects.toBe(failure);
+    await expect(service.upload(USER, form({ file: wavChunks }), NONE)).rejects.toBe(failure);
     expect(blobs.blobs.size).toBe(0);
   });
 
   it('a form without a file is InvalidInput, with nothing stored and the slot released', async () => {
     const { db, blobs, converter, limiter, service, folder } = await setup();
-    await expect(service.upload(USER, form({ title: 'no file' }), {})).rejects.toThrow(
-      new InvalidInput('The form has no "file" part with the WAV.'),
+    await expect(service.upload(USER, form({ title: 'no file' }), NONE)).rejects.toThrow(
+      new InvalidInput('The form has no "file" part with the recording.'),
     );
     expect(converter.outputPaths).toEqual([]);
     expect(blobs.blobs.size).toBe(0);
@@ -245,7 +335,7 @@ describe('RecordingService.upload', () => {
     const { db, blobs, converter, limiter, service, folder } = await setup();
     const failure = new AudioRejected('undecodable', 'The audio in this WAV could not be decoded.');
     converter.failure = failure;
-    await expect(service.upload(USER, form({ file: wavChunks }), {})).rejects.toBe(failure);
+    await expect(service.upload(USER, form({ file: wavChunks }), NONE)).rejects.toBe(failure);
     expect(converter.outputPaths).toHaveLength(1);
     expect(await readdir(folder)).toEqual([]);
     expect(blobs.blobs.size).toBe(0);
@@ -253,14 +343,14 @@ describe('RecordingService.upload', () => {
     expect(() => limiter.refuseIfFull()).not.toThrow();
     // And the next upload gets the slot.
     converter.failure = undefined;
-    await expect(service.upload(USER, form({ file: wavChunks }), {})).resolves.toBeDefined();
+    await expect(service.upload(USER, form({ file: wavChunks }), NONE)).resolves.toBeDefined();
   });
 
   it('is Busy before anything else when every slot and queue place is taken', async () => {
     const { records, limiter, service } = await setup({ slots: 1, queue: 0 });
     const held = await limiter.acquire();
     const source = form({ file: wavChunks });
-    await expect(service.upload(USER, source, {})).rejects.toBeInstanceOf(Busy);
+    await expect(service.upload(USER, source, NONE)).rejects.toBeInstanceOf(Busy);
     expect(() => service.refuseIfBusy()).toThrow(Busy);
     expect(source.receiveCalls).toBe(0);
     expect(records.calls).toEqual([]);
@@ -273,7 +363,7 @@ describe('RecordingService.upload', () => {
     const held = await limiter.acquire();
     const controller = new AbortController();
     const source = form({ file: wavChunks, signal: controller.signal });
-    const upload = service.upload(USER, source, {});
+    const upload = service.upload(USER, source, NONE);
     await new Promise((resolve) => setImmediate(resolve));
     expect(() => limiter.refuseIfFull()).toThrow(Busy);
     const reason = new InvalidInput('The client closed the connection before its upload started.');
@@ -291,12 +381,12 @@ describe('RecordingService.upload: disk, caps and storage failures', () => {
     const { scratch, converter, limiter, service } = await setup({ minFreeDiskBytes: 1000 });
     scratch.free = 999;
     const source = form({ file: wavChunks });
-    await expect(service.upload(USER, source, {})).rejects.toBeInstanceOf(InsufficientStorage);
+    await expect(service.upload(USER, source, NONE)).rejects.toBeInstanceOf(InsufficientStorage);
     expect(source.receiveCalls).toBe(0);
     expect(converter.outputPaths).toEqual([]);
     expect(() => limiter.refuseIfFull()).not.toThrow();
     scratch.free = 1000;
-    await expect(service.upload(USER, form({ file: wavChunks }), {})).resolves.toBeDefined();
+    await expect(service.upload(USER, form({ file: wavChunks }), NONE)).resolves.toBeDefined();
   });
 
   it('caps the uploads one user, and one address, have under way; the cap ends with the upload', async () => {
@@ -307,11 +397,11 @@ describe('RecordingService.upload: disk, caps and storage failures', () => {
     db.addUser(third);
     const gates: Array<() => void> = [];
     converter.during = () => new Promise<void>((resolve) => gates.push(resolve));
-    const first = service.upload(USER, form({ file: wavChunks, address: '198.51.100.1' }), {});
+    const first = service.upload(USER, form({ file: wavChunks, address: '198.51.100.1' }), NONE);
     await new Promise((resolve) => setImmediate(resolve));
 
     const sameUser = form({ file: wavChunks, address: '198.51.100.2' });
-    const refused = await service.upload(USER, sameUser, {}).catch((error: unknown) => error);
+    const refused = await service.upload(USER, sameUser, NONE).catch((error: unknown) => error);
     expect(refused).toBeInstanceOf(RateLimited);
     expect((refused as RateLimited).retryAfterSeconds).toBeGreaterThanOrEqual(1);
     expect(sameUser.receiveCalls).toBe(0);
@@ -320,36 +410,36 @@ describe('RecordingService.upload: disk, caps and storage failures', () => {
     const second = service.upload(
       { id: other, tokenHash: 'x' },
       form({ file: wavChunks, address: '198.51.100.1' }),
-      {},
+      NONE,
     );
     await new Promise((resolve) => setImmediate(resolve));
     await expect(
-      service.upload({ id: third, tokenHash: 'x' }, form({ file: wavChunks, address: '198.51.100.1' }), {}),
+      service.upload({ id: third, tokenHash: 'x' }, form({ file: wavChunks, address: '198.51.100.1' }), NONE),
     ).rejects.toBeInstanceOf(RateLimited);
 
     for (const open of gates.splice(0)) open();
     await Promise.all([first, second]);
     converter.during = undefined;
     // Every count was given back.
-    await expect(service.upload(USER, form({ file: wavChunks, address: '198.51.100.1' }), {})).resolves.toBeDefined();
+    await expect(service.upload(USER, form({ file: wavChunks, address: '198.51.100.1' }), NONE)).resolves.toBeDefined();
     await expect(
-      service.upload({ id: third, tokenHash: 'x' }, form({ file: wavChunks, address: '198.51.100.1' }), {}),
+      service.upload({ id: third, tokenHash: 'x' }, form({ file: wavChunks, address: '198.51.100.1' }), NONE),
     ).resolves.toBeDefined();
   });
 
   it('gives the cap back after a failed upload too', async () => {
     const { converter, service } = await setup({ caps: { perUser: 1, perAddress: 1 } });
     converter.failure = new AudioRejected('undecodable', 'no');
-    await expect(service.upload(USER, form({ file: wavChunks }), {})).rejects.toBeInstanceOf(AudioRejected);
-    await expect(service.upload(USER, form({}), {})).rejects.toBeInstanceOf(InvalidInput);
+    await expect(service.upload(USER, form({ file: wavChunks }), NONE)).rejects.toBeInstanceOf(AudioRejected);
+    await expect(service.upload(USER, form({}), NONE)).rejects.toBeInstanceOf(InvalidInput);
     converter.failure = undefined;
-    await expect(service.upload(USER, form({ file: wavChunks }), {})).resolves.toBeDefined();
+    await expect(service.upload(USER, form({ file: wavChunks }), NONE)).resolves.toBeDefined();
   });
 
   it('a disk that fills up while storing is InsufficientStorage, with nothing left behind', async () => {
     const { db, blobs, service, folder } = await setup();
     blobs.putFailure = Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
-    await expect(service.upload(USER, form({ file: wavChunks }), {})).rejects.toBeInstanceOf(InsufficientStorage);
+    await expect(service.upload(USER, form({ file: wavChunks }), NONE)).rejects.toBeInstanceOf(InsufficientStorage);
     expect(blobs.blobs.size).toBe(0);
     expect(db.records).toEqual([]);
     expect(await readdir(folder)).toEqual([]);
@@ -359,14 +449,14 @@ describe('RecordingService.upload: disk, caps and storage failures', () => {
     const { blobs, service } = await setup();
     const failure = Object.assign(new Error('EIO'), { code: 'EIO' });
     blobs.putFailure = failure;
-    await expect(service.upload(USER, form({ file: wavChunks }), {})).rejects.toBe(failure);
+    await expect(service.upload(USER, form({ file: wavChunks }), NONE)).rejects.toBe(failure);
   });
 
   it('keeps the stored audio when the database connection is lost at the insert (the row may exist)', async () => {
     const { records, blobs, service } = await setup();
     const lost = Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' });
     records.insertFailure = lost;
-    await expect(service.upload(USER, form({ file: wavChunks }), {})).rejects.toBe(lost);
+    await expect(service.upload(USER, form({ file: wavChunks }), NONE)).rejects.toBe(lost);
     expect(blobs.blobs.size).toBe(1);
   });
 
@@ -374,14 +464,14 @@ describe('RecordingService.upload: disk, caps and storage failures', () => {
     const { records, blobs, service } = await setup();
     const refused = Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
     records.insertFailure = refused;
-    await expect(service.upload(USER, form({ file: wavChunks }), {})).rejects.toBe(refused);
+    await expect(service.upload(USER, form({ file: wavChunks }), NONE)).rejects.toBe(refused);
     expect(blobs.blobs.size).toBe(0);
   });
 
   it.each([0, 2 ** 31])('a duration of %i ms cannot be stored: undecodable, and the audio is removed', async (ms) => {
     const { db, blobs, converter, service } = await setup();
     converter.durationMs = ms;
-    const error = await service.upload(USER, form({ file: wavChunks }), {}).catch((caught: unknown) => caught);
+    const error = await service.upload(USER, form({ file: wavChunks }), NONE).catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(AudioRejected);
     expect((error as AudioRejected).reason).toBe('undecodable');
     expect(blobs.blobs.size).toBe(0);
@@ -392,7 +482,7 @@ describe('RecordingService.upload: disk, caps and storage failures', () => {
 describe('RecordingService.delete', () => {
   async function withRecord() {
     const context = await setup();
-    const row = await context.service.upload(USER, form({ file: wavChunks }), {});
+    const row = await context.service.upload(USER, form({ file: wavChunks }), NONE);
     context.db.journal.length = 0;
     return { ...context, row };
   }
@@ -437,7 +527,7 @@ describe('RecordingService.delete', () => {
 describe('RecordingService.openAudio', () => {
   it('opens the stored audio of a record', async () => {
     const { converter, service } = await setup();
-    const row = await service.upload(USER, form({ file: wavChunks }), {});
+    const row = await service.upload(USER, form({ file: wavChunks }), NONE);
     const opened = await service.openAudio(row, new RecordingLogger());
     expect(opened.sizeBytes).toBe(converter.output.length);
     const chunks: Buffer[] = [];
@@ -447,7 +537,7 @@ describe('RecordingService.openAudio', () => {
 
   it('a row whose audio is missing is NotFound, and logged as an error', async () => {
     const { blobs, service } = await setup();
-    const row = await service.upload(USER, form({ file: wavChunks }), {});
+    const row = await service.upload(USER, form({ file: wavChunks }), NONE);
     blobs.blobs.clear();
     const log = new RecordingLogger();
     await expect(service.openAudio(row, log)).rejects.toBeInstanceOf(NotFound);
@@ -458,7 +548,7 @@ describe('RecordingService.openAudio', () => {
 
   it('audio deleted together with its row since the lookup is NotFound without an error', async () => {
     const { service } = await setup();
-    const row = await service.upload(USER, form({ file: wavChunks }), {});
+    const row = await service.upload(USER, form({ file: wavChunks }), NONE);
     await service.delete(USER, row.recordId, new RecordingLogger());
     const log = new RecordingLogger();
     await expect(service.openAudio(row, log)).rejects.toBeInstanceOf(NotFound);
@@ -470,7 +560,7 @@ describe('RecordingService: list, get, rename', () => {
   it('pages with an opaque cursor', async () => {
     const { service } = await setup();
     const uploaded = [];
-    for (let i = 0; i < 3; i++) uploaded.push(await service.upload(USER, form({ file: wavChunks }), {}));
+    for (let i = 0; i < 3; i++) uploaded.push(await service.upload(USER, form({ file: wavChunks }), NONE));
     const first = await service.list(USER, { limit: 2, cursor: undefined, titleContains: undefined });
     expect(first.records.map((row) => row.id)).toEqual([uploaded[2]?.id, uploaded[1]?.id]);
     expect(first.nextCursor).not.toBeNull();
@@ -497,7 +587,7 @@ describe('RecordingService: list, get, rename', () => {
 
   it("get and rename see only the user's own records", async () => {
     const { service } = await setup();
-    const row = await service.upload(USER, form({ file: wavChunks }), {});
+    const row = await service.upload(USER, form({ file: wavChunks }), NONE);
     const stranger = { id: '22222222-2222-4222-8222-222222222222', tokenHash: 'x' };
     await expect(service.get(USER, row.recordId)).resolves.toMatchObject({ recordId: row.recordId });
     await expect(service.get(stranger, row.recordId)).rejects.toBeInstanceOf(NotFound);
@@ -506,5 +596,355 @@ describe('RecordingService: list, get, rename', () => {
     expect((await service.rename(USER, row.recordId, '   ')).title).toBeNull();
     expect((await service.rename(USER, row.recordId, null)).title).toBeNull();
     await expect(service.rename(USER, row.recordId, 'x'.repeat(201))).rejects.toBeInstanceOf(InvalidInput);
+  });
+});
+
+describe('RecordingService.upload: the title in the file', () => {
+  it('a title sent before the file goes into the conversion: no second pass', async () => {
+    const { blobs, converter, service, folder } = await setup();
+    const row = await service.upload(USER, form({ file: wavChunks, title: 'Early', titleFirst: true }), NONE);
+    expect(converter.requests[0]?.title).toBe('Early');
+    expect(converter.retags).toEqual([]);
+    expect(row.title).toBe('Early');
+    expect(blobs.blobs.get(audioKey(row))?.bytes).toEqual(converter.output);
+    expect(await readdir(folder)).toEqual([]);
+  });
+
+  it("the query's title goes into the conversion when the form has none before the file", async () => {
+    const { converter, service } = await setup();
+    const row = await service.upload(USER, form({ file: wavChunks }), { title: ' From query ', output: {} });
+    expect(converter.requests[0]?.title).toBe('From query');
+    expect(converter.retags).toEqual([]);
+    expect(row.title).toBe('From query');
+  });
+
+  it('a title after the file is written by a retag into a second scratch file, which is what gets stored', async () => {
+    const { db, blobs, converter, service, folder } = await setup();
+    const row = await service.upload(USER, form({ file: wavChunks, title: 'Late' }), { title: 'Query', output: {} });
+    // The conversion only knew the query's title.
+    expect(converter.requests[0]?.title).toBe('Query');
+    expect(converter.retags).toHaveLength(1);
+    const [retag] = converter.retags;
+    expect(retag?.stored).toEqual(converter.output);
+    expect(retag?.format).toBe(STORED_FORMATS.mp3);
+    expect(retag?.title).toBe('Late');
+    expect(dirname(retag?.outputPath ?? '')).toBe(folder);
+    expect(retag?.outputPath).not.toBe(converter.outputPaths[0]);
+    expect(retag?.outputPath).not.toBe(converter.requests[0]?.spoolPath);
+    const retagged = Buffer.concat([converter.output, Buffer.from('|title=Late')]);
+    expect(blobs.blobs.get(audioKey(row))?.bytes).toEqual(retagged);
+    expect(row).toMatchObject({ title: 'Late', sizeBytes: retagged.length });
+    expect(db.journal).toEqual([`blob.put ${audioKey(row)}`, `row.insert ${row.recordId}`]);
+    expect(await readdir(folder)).toEqual([]);
+  });
+
+  it('retags the format that was converted to', async () => {
+    const { converter, service } = await setup();
+    await service.upload(USER, form({ file: wavChunks, title: 'Late', options: { format: 'flac' } }), NONE);
+    expect(converter.retags[0]?.format).toBe(STORED_FORMATS.flac);
+  });
+
+  it('a title after the file that the conversion already had needs no retag', async () => {
+    const { converter, service } = await setup();
+    const row = await service.upload(USER, form({ file: wavChunks, title: 'Same' }), { title: 'Same', output: {} });
+    expect(converter.retags).toEqual([]);
+    expect(row.title).toBe('Same');
+  });
+
+  it('a failed retag stores nothing and leaves no scratch file', async () => {
+    const { db, blobs, converter, limiter, service, folder } = await setup();
+    const failure = new Error('ffmpeg died');
+    converter.retagFailure = failure;
+    await expect(service.upload(USER, form({ file: wavChunks, title: 'Late' }), NONE)).rejects.toBe(failure);
+    expect(blobs.blobs.size).toBe(0);
+    expect(db.records).toEqual([]);
+    expect(db.peaks.size).toBe(0);
+    expect(await readdir(folder)).toEqual([]);
+    expect(() => limiter.refuseIfFull()).not.toThrow();
+  });
+});
+
+describe('RecordingService.upload: output options', () => {
+  it('options from form fields win over the same options in the query; the others still apply', async () => {
+    const { converter, service } = await setup();
+    const row = await service.upload(
+      USER,
+      form({ file: wavChunks, options: { format: 'opus', sample_rate: '48000' } }),
+      { output: { format: 'flac', channels: '1', normalize: 'true' } },
+    );
+    expect(converter.requests[0]?.output).toEqual({
+      format: 'opus',
+      quality: undefined,
+      bitrateKbps: undefined,
+      channels: 1,
+      sampleRate: 48000,
+      normalize: true,
+    });
+    // Only the query's options were known before the body.
+    expect(converter.checked).toEqual([
+      {
+        format: 'flac',
+        quality: undefined,
+        bitrateKbps: undefined,
+        channels: 1,
+        sampleRate: undefined,
+        normalize: true,
+      },
+    ]);
+    expect(row).toMatchObject({ format: 'opus', mimeType: 'audio/ogg', loudnessLufs: -16.5 });
+  });
+
+  it('the converted format names the stored blob and the row', async () => {
+    const { blobs, service } = await setup();
+    const row = await service.upload(USER, form({ file: wavChunks }), { output: { format: 'm4a' } });
+    expect(row).toMatchObject({ format: 'm4a', mimeType: 'audio/mp4' });
+    expect(audioKey(row)).toMatch(/\.m4a$/);
+    expect(blobs.blobs.has(audioKey(row))).toBe(true);
+  });
+
+  it('a malformed query option is refused before the body is read or anything else is asked', async () => {
+    const { records, converter, limiter, service } = await setup({ quota: { maxRecords: 10, maxBytes: undefined } });
+    const source = form({ file: wavChunks });
+    await expect(service.upload(USER, source, { output: { bitrate: '12.5' } })).rejects.toBeInstanceOf(InvalidInput);
+    expect(source.receiveCalls).toBe(0);
+    expect(converter.checked).toEqual([]);
+    expect(records.calls).toEqual([]);
+    expect(() => limiter.refuseIfFull()).not.toThrow();
+  });
+
+  it('an option the format cannot do (the converter refuses it) is refused before the body is read', async () => {
+    const { records, converter, limiter, service } = await setup({
+      quota: { maxRecords: 10, maxBytes: undefined },
+      caps: { perUser: 1, perAddress: 1 },
+    });
+    const refusal = new InvalidInput('flac is lossless: it takes no bitrate.');
+    converter.checkFailure = refusal;
+    const source = form({ file: wavChunks });
+    await expect(service.upload(USER, source, { output: { format: 'flac', bitrate: '128' } })).rejects.toBe(refusal);
+    expect(converter.checked).toEqual([expect.objectContaining({ format: 'flac', bitrateKbps: 128 })]);
+    expect(source.receiveCalls).toBe(0);
+    expect(converter.requests).toEqual([]);
+    // Refused before the quota lookup, a conversion slot or an upload count.
+    expect(records.calls).toEqual([]);
+    expect(() => limiter.refuseIfFull()).not.toThrow();
+    converter.checkFailure = undefined;
+    await expect(service.upload(USER, form({ file: wavChunks }), NONE)).resolves.toBeDefined();
+  });
+
+  it('a malformed form option is InvalidInput, with nothing converted or stored', async () => {
+    const { db, blobs, converter, limiter, service, folder } = await setup();
+    await expect(
+      service.upload(USER, form({ file: wavChunks, options: { channels: '3' } }), NONE),
+    ).rejects.toBeInstanceOf(InvalidInput);
+    expect(converter.requests).toEqual([]);
+    expect(blobs.blobs.size).toBe(0);
+    expect(db.records).toEqual([]);
+    expect(await readdir(folder)).toEqual([]);
+    expect(() => limiter.refuseIfFull()).not.toThrow();
+  });
+
+  it('an empty form field leaves the query option in force, as a blank title field does', async () => {
+    const { converter, service } = await setup();
+    await service.upload(USER, form({ file: wavChunks, options: { format: '' } }), { output: { format: 'opus' } });
+    expect(converter.requests[0]?.output.format).toBe('opus');
+  });
+});
+
+describe('RecordingService.rename', () => {
+  async function withRecord(options: { title?: string; output?: RawOutputOptions } = {}) {
+    const context = await setup();
+    const row = await context.service.upload(USER, form({ file: wavChunks, title: options.title, titleFirst: true }), {
+      output: options.output ?? {},
+    });
+    context.db.journal.length = 0;
+    context.records.calls.length = 0;
+    const original = context.blobs.blobs.get(audioKey(row))?.bytes ?? Buffer.alloc(0);
+    return { ...context, row, original };
+  }
+
+  it("rewrites the stored file's tag and stores it over the old file, then renames the row", async () => {
+    const { db, blobs, converter, fileJobs, service, folder, row, original } = await withRecord({ title: 'Old' });
+    const renamed = await service.rename(USER, row.recordId, '  New  ');
+    expect(renamed.title).toBe('New');
+    expect(converter.retags).toEqual([
+      { stored: original, format: STORED_FORMATS.mp3, title: 'New', outputPath: expect.any(String) as string },
+    ]);
+    expect(dirname(converter.retags[0]?.outputPath ?? '')).toBe(folder);
+    expect(blobs.blobs.get(audioKey(row))?.bytes).toEqual(Buffer.concat([original, Buffer.from('|title=New')]));
+    expect(db.journal).toEqual([`blob.put ${audioKey(row)}`, `row.rename ${row.recordId}`]);
+    expect(await readdir(folder)).toEqual([]);
+    expect(() => fileJobs.refuseIfFull()).not.toThrow();
+  });
+
+  it('removing the title rewrites the file without one', async () => {
+    const { converter, service, row } = await withRecord({ title: 'Old' });
+    expect((await service.rename(USER, row.recordId, null)).title).toBeNull();
+    expect(converter.retags.map((retag) => retag.title)).toEqual([null]);
+    expect((await service.rename(USER, row.recordId, 'Again')).title).toBe('Again');
+    expect((await service.rename(USER, row.recordId, '   ')).title).toBeNull();
+    expect(converter.retags.map((retag) => retag.title)).toEqual([null, 'Again', null]);
+  });
+
+  it("reads and writes the record's own format", async () => {
+    const { blobs, converter, service, row, original } = await withRecord({ output: { format: 'opus' } });
+    await service.rename(USER, row.recordId, 'New');
+    expect(converter.retags[0]?.format).toBe(STORED_FORMATS.opus);
+    expect(audioKey(row)).toMatch(/\.opus$/);
+    expect(blobs.blobs.get(audioKey(row))?.bytes).toEqual(Buffer.concat([original, Buffer.from('|title=New')]));
+  });
+
+  it.each<[string, string | undefined, string | null]>([
+    ['the same title', 'Same', 'Same'],
+    ['the same title, untrimmed', 'Same', '  Same '],
+    ['no title, as null', undefined, null],
+    ['no title, as blanks', undefined, '   '],
+  ])('%s: nothing is rewritten and the record is returned as it is', async (_name, title, asked) => {
+    const { db, blobs, converter, records, fileJobs, service, row, original } = await withRecord({ title });
+    const held = await fileJobs.acquire(); // the unchanged title needs no file-job slot
+    const result = await service.rename(USER, row.recordId, asked);
+    held();
+    expect(result).toMatchObject({ recordId: row.recordId, title: title ?? null });
+    expect(converter.retags).toEqual([]);
+    expect(records.calls).toEqual(['findOwned']);
+    expect(db.journal).toEqual([]);
+    expect(blobs.blobs.get(audioKey(row))?.bytes).toEqual(original);
+  });
+
+  it('a record whose audio has vanished is NotFound; the row keeps its title', async () => {
+    const { db, blobs, converter, records, fileJobs, service, folder, row } = await withRecord({ title: 'Old' });
+    blobs.blobs.clear();
+    await expect(service.rename(USER, row.recordId, 'New')).rejects.toBeInstanceOf(NotFound);
+    expect(converter.retags).toEqual([]);
+    expect(records.calls).not.toContain('rename');
+    expect(db.records[0]?.title).toBe('Old');
+    expect(db.journal).toEqual([]);
+    expect(await readdir(folder)).toEqual([]);
+    expect(() => fileJobs.refuseIfFull()).not.toThrow();
+  });
+
+  it('a failed retag changes neither the file nor the row', async () => {
+    const { db, blobs, converter, fileJobs, service, folder, row, original } = await withRecord({ title: 'Old' });
+    const failure = new Error('ffmpeg died');
+    converter.retagFailure = failure;
+    await expect(service.rename(USER, row.recordId, 'New')).rejects.toBe(failure);
+    expect(blobs.blobs.get(audioKey(row))?.bytes).toEqual(original);
+    expect(db.records[0]?.title).toBe('Old');
+    expect(db.journal).toEqual([]);
+    expect(await readdir(folder)).toEqual([]);
+    expect(() => fileJobs.refuseIfFull()).not.toThrow();
+  });
+
+  it('is Busy, with nothing changed, when every file-job slot is taken', async () => {
+    const { db, converter, fileJobs, service, row } = await withRecord({ title: 'Old' });
+    const held = await fileJobs.acquire();
+    await expect(service.rename(USER, row.recordId, 'New')).rejects.toBeInstanceOf(Busy);
+    held();
+    expect(converter.retags).toEqual([]);
+    expect(db.records[0]?.title).toBe('Old');
+  });
+
+  it('a bad title is refused before anything is looked up', async () => {
+    const { records, converter, service, row } = await withRecord({ title: 'Old' });
+    await expect(service.rename(USER, row.recordId, 'a\u0007b')).rejects.toBeInstanceOf(InvalidInput);
+    expect(records.calls).toEqual([]);
+    expect(converter.retags).toEqual([]);
+  });
+
+  it("another user's record is NotFound, and its file is not touched", async () => {
+    const { blobs, converter, service, row, original } = await withRecord({ title: 'Old' });
+    const stranger = { id: '22222222-2222-4222-8222-222222222222', tokenHash: 'x' };
+    await expect(service.rename(stranger, row.recordId, 'Mine')).rejects.toBeInstanceOf(NotFound);
+    expect(converter.retags).toEqual([]);
+    expect(blobs.blobs.get(audioKey(row))?.bytes).toEqual(original);
+  });
+
+  it('a disk that fills up while storing the rewritten file is InsufficientStorage; the row keeps its title', async () => {
+    const { db, blobs, service, folder, row } = await withRecord({ title: 'Old' });
+    blobs.putFailure = Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
+    await expect(service.rename(USER, row.recordId, 'New')).rejects.toBeInstanceOf(InsufficientStorage);
+    expect(db.records[0]?.title).toBe('Old');
+    expect(await readdir(folder)).toEqual([]);
+  });
+
+  it('a failed store of the rewritten file keeps the old audio', async () => {
+    const { blobs, service, row, original } = await withRecord({ title: 'Old' });
+    blobs.putFailure = Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
+    await expect(service.rename(USER, row.recordId, 'New')).rejects.toBeInstanceOf(InsufficientStorage);
+    expect(blobs.blobs.get(audioKey(row))?.bytes).toEqual(original);
+  });
+});
+
+describe('RecordingService.peaks', () => {
+  /** A record stored before peaks existed: a row and its audio, no peaks. */
+  async function olderRecord(format: 'mp3' | 'flac' = 'mp3') {
+    const context = await setup();
+    const row = context.db.insertRow({
+      userId: USER_ID,
+      recordId: 'aa000000-0000-4000-8000-000000000001',
+      sizeBytes: 10,
+      durationMs: 1000,
+      sampleRate: 44100,
+      channels: 2,
+      bitrate: 80,
+      format,
+      mimeType: STORED_FORMATS[format].mimeType,
+    });
+    const audio = Buffer.from('older audio');
+    context.blobs.seed(audioKey(row), new Date(), audio);
+    return { ...context, row, audio };
+  }
+
+  it('returns the peaks stored with the record, without the converter or a file-job slot', async () => {
+    const { converter, fileJobs, records, service } = await setup();
+    const row = await service.upload(USER, form({ file: wavChunks }), NONE);
+    records.calls.length = 0;
+    const held = await fileJobs.acquire();
+    const peaks = await service.peaks(row);
+    held();
+    expect(peaks.sampleRate).toBe(8000);
+    expect(peaks.samplesPerPixel).toBe(160);
+    expect(peaks.data).toBeInstanceOf(Int8Array);
+    expect(Array.from(peaks.data)).toEqual(Array.from(PEAKS.data));
+    expect(converter.peaksRequests).toEqual([]);
+    expect(records.calls).toEqual(['findPeaks']);
+  });
+
+  it('computes missing peaks from the stored audio, saves them, and uses them from then on', async () => {
+    const { db, converter, fileJobs, records, service, row, audio } = await olderRecord();
+    const peaks = await service.peaks(row);
+    expect(Array.from(peaks.data)).toEqual(Array.from(PEAKS.data));
+    expect(converter.peaksRequests).toEqual([{ stored: audio, format: STORED_FORMATS.mp3 }]);
+    expect(records.calls).toEqual(['findPeaks', 'savePeaks']);
+    expect(db.journal).toEqual([`peaks.save ${row.recordId}`]);
+    expect(Array.from(db.peaks.get(row.recordId)?.data ?? [])).toEqual([0x80, 0x7f, 0xfd, 0x04, 0x00, 0xff]);
+    expect(() => fileJobs.refuseIfFull()).not.toThrow();
+
+    const again = await service.peaks(row);
+    expect(Array.from(again.data)).toEqual(Array.from(PEAKS.data));
+    expect(converter.peaksRequests).toHaveLength(1);
+  });
+
+  it("decodes the stored audio through the record's own format", async () => {
+    const { converter, service, row } = await olderRecord('flac');
+    await service.peaks(row);
+    expect(converter.peaksRequests[0]?.format).toBe(STORED_FORMATS.flac);
+  });
+
+  it('a record without peaks whose audio has vanished is NotFound, and nothing is saved', async () => {
+    const { db, blobs, converter, fileJobs, service, row } = await olderRecord();
+    blobs.blobs.clear();
+    await expect(service.peaks(row)).rejects.toBeInstanceOf(NotFound);
+    expect(converter.peaksRequests).toEqual([]);
+    expect(db.peaks.size).toBe(0);
+    expect(() => fileJobs.refuseIfFull()).not.toThrow();
+  });
+
+  it('computing peaks waits for a file-job slot: with none free and no queue, Busy', async () => {
+    const { converter, fileJobs, service, row } = await olderRecord();
+    const held = await fileJobs.acquire();
+    await expect(service.peaks(row)).rejects.toBeInstanceOf(Busy);
+    held();
+    expect(converter.peaksRequests).toEqual([]);
+    await expect(service.peaks(row)).resolves.toBeDefined();
   });
 });
