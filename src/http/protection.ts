@@ -106,6 +106,10 @@ function registerBodyDeadline(app: FastifyInstance, timeoutMs: number): void {
   app.addHook('onResponse', async (request) => {
     const raw = request.raw;
     if (request.routeOptions.config.streamedBody !== true || raw.complete) return;
+    // Node drops the rest by itself only for a body nobody started reading; the multipart parser did, so the
+    // rest is drained here, or the next request on this keep-alive connection would wait behind it.
+    raw.unpipe();
+    raw.resume();
     const timer = setTimeout(() => raw.socket?.destroy(), timeoutMs).unref();
     raw.once('end', () => clearTimeout(timer));
     raw.once('close', () => clearTimeout(timer));

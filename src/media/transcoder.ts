@@ -217,6 +217,11 @@ export class Transcoder {
         );
       }
       if (exit.code !== 0) throw this.failure(exit.code, stderrTail);
+      // A chained Ogg whose next link is not the same audio (a video, another codec): ffmpeg converts the
+      // first link, reports that it cannot go on, and still exits 0. Half a file is not a success.
+      if (/failed to create or replace stream/.test(stderrTail)) {
+        throw new AudioRejected('undecodable', 'The file changes to a stream that is not its audio partway through.');
+      }
       return {
         peaks: collector?.result(),
         decodedSeconds: (collector?.sampleCount ?? 0) / PEAKS_SAMPLE_RATE,
