@@ -1,5 +1,5 @@
 /**
- * `npm run bench`: the measurements of issue 3, each beside its baseline, on this machine.
+ * `npm run bench`: the measurements of issues 3 and 10, each beside its baseline, on this machine.
  *
  *   npm run bench                  full sizes, 3 alternating runs, writes docs/benchmarks.md
  *   npm run bench -- --runs 5      more runs per median
@@ -13,18 +13,26 @@ import { execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus, release, totalmem, tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { createReadStream } from 'node:fs';
+import { createReadStream, readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import type { EncodingConfig } from '../src/config.js';
 import {
   BYTES_PER_SECOND,
   bareFfmpegArguments,
+  bareMediaArguments,
+  generateBigFlac,
+  generateMedia,
   generateWav,
-  runBareFfmpeg,
+  runBare,
   runPool,
+  SPOOLED_MP4,
+  STREAMED_KINDS,
   syntheticWav,
   wavBytesFor,
+  type MediaFile,
+  type MediaRecipe,
+  type ServiceSettings,
 } from './lib/audio.js';
 import {
   closeKeepAlive,
@@ -34,7 +42,7 @@ import {
   simpleRequest,
   startLatencySampler,
   summarizeLatencies,
-  uploadWav,
+  uploadAudio,
   type DownloadLoad,
   type UploadResult,
   type User,
@@ -69,8 +77,8 @@ const { values: flags } = parseArgs({
 
 const smoke = flags.smoke === true;
 const sizes = smoke
-  ? { longSeconds: 4, shortSeconds: 1, bigBytes: 8 * 1024 ** 2, loadSeconds: 1, runs: 1 }
-  : { longSeconds: 600, shortSeconds: 60, bigBytes: 1024 ** 3, loadSeconds: 10, runs: 3 };
+  ? { longSeconds: 4, shortSeconds: 1, bigBytes: 8 * 1024 ** 2, bigFlacBytes: 2 * 1024 ** 2, loadSeconds: 1, runs: 1 }
+  : { longSeconds: 600, shortSeconds: 60, bigBytes: 1024 ** 3, bigFlacBytes: 1024 ** 3, loadSeconds: 10, runs: 3 };
 const runs = flags.runs === undefined ? sizes.runs : Math.max(1, Number.parseInt(flags.runs, 10));
 const only = flags.only === undefined ? undefined : new Set(flags.only.split(',').map((n) => Number(n.trim())));
 const selected = (id: number) => only === undefined || only.has(id);
@@ -80,7 +88,17 @@ const presets = !flags['no-presets'];
 const WORK = join(REPO_ROOT, 'bench', '.work');
 const outPath = flags.out ?? (smoke ? join(WORK, 'benchmarks-smoke.md') : join(REPO_ROOT, 'docs', 'benchmarks.md'));
 const FFMPEG = process.env.FFMPEG_PATH ?? 'ffmpeg';
-const THROTTLE_BYTES_PER_SECOND = 10_000_000; // measurement 2: 10 MB/s
+const THROTTLE_BYTES_PER_SECOND = 10_000_000; // measurements 2 and 15–21: 10 MB/s
+// Issue 10's rows: each streamed kind at full speed (9–14) and at 10 MB/s (15–20), in STREAMED_KINDS' order;
+// the spooled MP4 at 10 MB/s (21); the cost of peaks (22); memory during a 1 GiB FLAC upload (23).
+const KIND_FULL_SPEED_ROW = 9;
+const KIND_THROTTLED_ROW = KIND_FULL_SPEED_ROW + STREAMED_KINDS.length;
+const SPOOLED_ROW = KIND_THROTTLED_ROW + STREAMED_KINDS.length;
+const PEAKS_ROW = SPOOLED_ROW + 1;
+// A difference of a few percent: more runs than the others (they are cheap, ~10 s a pair at full size).
+const peaksRuns = smoke ? runs : Math.max(runs, 5);
+const BIG_FLAC_ROW = PEAKS_ROW + 1;
+const KIND_ROWS = Array.from({ length: SPOOLED_ROW - KIND_FULL_SPEED_ROW + 1 }, (_, i) => KIND_FULL_SPEED_ROW + i);
 const CONCURRENT_UPLOADS = 8; // measurement 4
 const OVERLOAD_UPLOADS = 50; // measurement 8
 // Measurement 8 is about the service's capacity (slots and queue), not the per-client caps (429), which
@@ -143,10 +161,12 @@ function record(row: Row): void {
 // ---------------------------------------------------------------------------------------------------------
 // Helpers
 
-const fileWav = (path: string, seconds: number) => ({
-  bytes: wavBytesFor(seconds),
+const fileAudio = (path: string, bytes: number) => ({
+  bytes,
   open: () => createReadStream(path, { highWaterMark: 256 * 1024 }),
 });
+
+const fileWav = (path: string, seconds: number) => fileAudio(path, wavBytesFor(seconds));
 
 function expectOk(result: UploadResult, what: string): UploadResult {
   if (result.status !== 200 || result.error !== undefined) {
@@ -155,9 +175,13 @@ function expectOk(result: UploadResult, what: string): UploadResult {
   return result;
 }
 
-/** Runs `a` and `b` `runs` times, swapping which goes first every run so that drift hits both alike. */
-async function alternate(a: (run: number) => Promise<void>, b: (run: number) => Promise<void>): Promise<void> {
-  for (let run = 0; run < runs; run++) {
+/** Runs `a` and `b` `count` times, swapping which goes first every run so that drift hits both alike. */
+async function alternate(
+  a: (run: number) => Promise<void>,
+  b: (run: number) => Promise<void>,
+  count = runs,
+): Promise<void> {
+  for (let run = 0; run < count; run++) {
     if (run % 2 === 0) {
       await a(run);
       await b(run);
@@ -215,6 +239,32 @@ function machine(): Record<string, string> {
   };
 }
 
+/**
+ * The machine's 1-minute load average every 10 s while the benchmark runs: this machine is shared, and the
+ * benchmark's own client, server and encoders account for about 2 of it.
+ */
+function startLoadSampler() {
+  const samples: number[] = [];
+  const sample = () => {
+    // Read, not run: a child process here would count in row 22's CPU time.
+    const value = Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]);
+    if (Number.isFinite(value)) samples.push(value);
+  };
+  sample();
+  const timer = setInterval(sample, 10_000);
+  timer.unref();
+  return {
+    stop(): string {
+      clearInterval(timer);
+      sample();
+      return (
+        `1-min load average during the run (the benchmark itself included): median ${median(samples).toFixed(2)}, ` +
+        `max ${max(samples).toFixed(2)} (${samples.length} samples, every 10 s)`
+      );
+    },
+  };
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Measurements
 
@@ -230,14 +280,14 @@ async function uploadsVersusBareFfmpeg(service: Service, user: User, longWav: st
   await alternate(
     async () => {
       if (selected(1) || selected(7)) {
-        const result = expectOk(await uploadWav({ baseUrl: service.url, user, wav }), 'upload (1)');
+        const result = expectOk(await uploadAudio({ baseUrl: service.url, user, audio: wav }), 'upload (1)');
         serviceTimes.push(result.endedAt - result.startedAt);
         const url = new URL((JSON.parse(result.body) as { record_url: string }).record_url);
         recordPathForDownload = `${url.pathname}${url.search}`;
       }
       if (selected(2)) {
         const result = expectOk(
-          await uploadWav({ baseUrl: service.url, user, wav, bytesPerSecond: THROTTLE_BYTES_PER_SECOND }),
+          await uploadAudio({ baseUrl: service.url, user, audio: wav, bytesPerSecond: THROTTLE_BYTES_PER_SECOND }),
           'throttled upload (2)',
         );
         if (result.lastByteAt === undefined) throw new Error('throttled upload: the body was not sent in full');
@@ -246,7 +296,9 @@ async function uploadsVersusBareFfmpeg(service: Service, user: User, longWav: st
       }
     },
     async () => {
-      bareTimes.push(await runBareFfmpeg(FFMPEG, service.config.encoding, longWav, join(WORK, 'bare-long.mp3')));
+      bareTimes.push(
+        (await runBare(FFMPEG, bareFfmpegArguments(service.config, longWav, join(WORK, 'bare-long.mp3')))).wallMs,
+      );
     },
   );
   const bare = median(bareTimes);
@@ -300,7 +352,7 @@ async function concurrentUploads(service: Service, user: User, shortWav: string)
     async () => {
       const sampler = startLatencySampler(service.url, `${tag}l`, SAMPLER_INTERVAL_MS);
       const results = await Promise.all(
-        Array.from({ length: CONCURRENT_UPLOADS }, () => uploadWav({ baseUrl: service.url, user, wav })),
+        Array.from({ length: CONCURRENT_UPLOADS }, () => uploadAudio({ baseUrl: service.url, user, audio: wav })),
       );
       const sampled = await sampler.stop();
       results.forEach((result) => expectOk(result, 'concurrent upload (4)'));
@@ -311,7 +363,8 @@ async function concurrentUploads(service: Service, user: User, shortWav: string)
     async () => {
       const jobs = Array.from(
         { length: CONCURRENT_UPLOADS },
-        (_, index) => () => runBareFfmpeg(FFMPEG, service.config.encoding, shortWav, join(WORK, `bare-${index}.mp3`)),
+        (_, index) => () =>
+          runBare(FFMPEG, bareFfmpegArguments(service.config, shortWav, join(WORK, `bare-${index}.mp3`))),
       );
       bareTimes.push(await runPool(jobs, concurrency));
     },
@@ -446,16 +499,16 @@ async function downloadsUnderLoad(service: Service): Promise<void> {
 /** 3: RSS growth of the server process while a big WAV, made on the fly, is uploaded and converted. */
 async function bigUpload(service: Service, user: User, shortWav: string): Promise<void> {
   // Warm up: the first upload loads code and grows the heap to its working size.
-  expectOk(await uploadWav({ baseUrl: service.url, user, wav: fileWav(shortWav, sizes.shortSeconds) }), 'warm-up');
+  expectOk(await uploadAudio({ baseUrl: service.url, user, audio: fileWav(shortWav, sizes.shortSeconds) }), 'warm-up');
   await sleep(1000);
   const idle = await memoryOf(service.pid);
   const wasReset = await resetPeak(service.pid);
   if (!wasReset) warnings.push('VmHWM could not be reset: measurement 3 relies on 50 ms RSS samples only.');
   const memory = startMemorySampler(service.pid, wasReset);
-  const result = await uploadWav({
+  const result = await uploadAudio({
     baseUrl: service.url,
     user,
-    wav: { bytes: sizes.bigBytes, open: () => syntheticWav(sizes.bigBytes) },
+    audio: { bytes: sizes.bigBytes, open: () => syntheticWav(sizes.bigBytes) },
   });
   const peak = await memory.stop();
   expectOk(result, 'big upload (3)');
@@ -483,7 +536,7 @@ async function overload(service: Service, user: User, shortWav: string): Promise
   const rate = Math.min(THROTTLE_BYTES_PER_SECOND, wav.bytes);
   const results = await Promise.all(
     Array.from({ length: OVERLOAD_UPLOADS }, () =>
-      uploadWav({ baseUrl: service.url, user, wav, bytesPerSecond: rate }),
+      uploadAudio({ baseUrl: service.url, user, audio: wav, bytesPerSecond: rate }),
     ),
   );
   const ok = results.filter((r) => r.status === 200 && r.error === undefined);
@@ -518,8 +571,224 @@ async function overload(service: Service, user: User, shortWav: string): Promise
   }
 }
 
+/** A compressed file of the benchmark's, as the service sees it, with the recipe it was made by. */
+interface Media {
+  readonly recipe: MediaRecipe;
+  readonly file: MediaFile;
+}
+
+const mbOf = (bytes: number) =>
+  bytes < 1e6 ? `${(bytes / 1e3).toFixed(0)} kB` : `${(bytes / 1e6).toFixed(bytes < 1e7 ? 1 : 0)} MB`;
+
+/**
+ * 9–14 and 15–20: one streamed kind's long file uploaded at full speed and at 10 MB/s, against bare ffmpeg
+ * with the service's arguments reading the same file from disk.
+ */
+async function streamedKindVersusBareFfmpeg(service: Service, user: User, index: number, media: Media): Promise<void> {
+  const fullId = KIND_FULL_SPEED_ROW + index;
+  const lagId = KIND_THROTTLED_ROW + index;
+  const { recipe, file } = media;
+  const audio = fileAudio(file.path, file.bytes);
+  const filename = `bench.${recipe.extension}`;
+  const serviceTimes: number[] = [];
+  const bareTimes: number[] = [];
+  const lags: number[] = [];
+  const throttledTotals: number[] = [];
+  await alternate(
+    async () => {
+      if (selected(fullId)) {
+        const result = expectOk(
+          await uploadAudio({ baseUrl: service.url, user, audio, filename }),
+          `upload (${fullId})`,
+        );
+        serviceTimes.push(result.endedAt - result.startedAt);
+      }
+      if (selected(lagId)) {
+        const result = expectOk(
+          await uploadAudio({ baseUrl: service.url, user, audio, filename, bytesPerSecond: THROTTLE_BYTES_PER_SECOND }),
+          `throttled upload (${lagId})`,
+        );
+        if (result.lastByteAt === undefined)
+          throw new Error(`throttled upload (${lagId}): the body was not sent in full`);
+        lags.push(result.endedAt - result.lastByteAt);
+        throttledTotals.push(result.endedAt - result.startedAt);
+      }
+    },
+    async () => {
+      const out = join(WORK, `bare-${recipe.id}.${file.plan.format.name}`);
+      bareTimes.push((await runBare(FFMPEG, bareMediaArguments(service.config, file, out))).wallMs);
+    },
+  );
+  const bare = median(bareTimes);
+  const copy = file.plan.copy ? `; stream-copied (\`${file.plan.arguments.join(' ')}\`), not re-encoded` : '';
+  const what = `${duration(sizes.longSeconds)} ${recipe.label} (${mbOf(file.bytes)})`;
+  if (selected(fullId)) {
+    const ratio = median(serviceTimes) / bare;
+    record({
+      id: fullId,
+      measurement: `one upload, ${what}, loopback, full speed${copy}`,
+      service: s(median(serviceTimes)),
+      baseline: `${s(bare)} bare ffmpeg${file.plan.copy ? ' (the same copy)' : ''}`,
+      result: `×${ratio.toFixed(3)}`,
+      target: '≤ 1.05',
+      met: ratio <= 1.05,
+    });
+    details.push(`- **${fullId}** service: ${list(serviceTimes, s)}; bare ffmpeg: ${list(bareTimes, s)}.`);
+  }
+  if (selected(lagId)) {
+    const lag = median(lags);
+    const sending = (file.bytes / THROTTLE_BYTES_PER_SECOND) * 1000;
+    record({
+      id: lagId,
+      measurement: `the ${what} sent at ${THROTTLE_BYTES_PER_SECOND / 1e6} MB/s: last byte sent → response`,
+      service: s(lag),
+      baseline: `${s(bare)} store-then-convert (bare ffmpeg after the upload)`,
+      result: `${s(lag)} (whole request ${s(median(throttledTotals))})`,
+      target: '≤ 1 s',
+      met: lag <= 1000,
+    });
+    // The encoder takes this file in at `rate`; what it still had to read when the client's last byte left
+    // (socket buffers of both ends, busboy, the pipe) is what the answer waits for.
+    const rate = file.bytes / 1e6 / (bare / 1000);
+    details.push(
+      `- **${lagId}** last byte → response: ${list(lags, s)}; whole throttled request: ${list(throttledTotals, s)} ` +
+        `(sending alone takes ${s(sending)}). Bare ffmpeg reads this file at ${rate.toFixed(rate < 1 ? 2 : 1)} MB/s, so the ` +
+        `${s(lag)} are ~${((rate * lag) / 1000).toFixed(1)} MB still buffered between client and encoder.`,
+    );
+  }
+}
+
+/**
+ * 21: an MP4 with its index last, sent at 10 MB/s. The service spools it and converts it afterwards: bare
+ * ffmpeg with the same arguments on the same file is what the answer waits for after the last byte.
+ */
+async function spooledMp4(service: Service, user: User, media: Media): Promise<void> {
+  const { recipe, file } = media;
+  const audio = fileAudio(file.path, file.bytes);
+  const lags: number[] = [];
+  const throttledTotals: number[] = [];
+  const bareTimes: number[] = [];
+  await alternate(
+    async () => {
+      const result = expectOk(
+        await uploadAudio({
+          baseUrl: service.url,
+          user,
+          audio,
+          filename: `bench.${recipe.extension}`,
+          bytesPerSecond: THROTTLE_BYTES_PER_SECOND,
+        }),
+        `throttled upload (${SPOOLED_ROW})`,
+      );
+      if (result.lastByteAt === undefined) throw new Error('spooled upload: the body was not sent in full');
+      lags.push(result.endedAt - result.lastByteAt);
+      throttledTotals.push(result.endedAt - result.startedAt);
+    },
+    async () => {
+      const out = join(WORK, `bare-${recipe.id}.${file.plan.format.name}`);
+      bareTimes.push((await runBare(FFMPEG, bareMediaArguments(service.config, file, out))).wallMs);
+    },
+  );
+  const lag = median(lags);
+  record({
+    id: SPOOLED_ROW,
+    measurement: `the ${duration(sizes.longSeconds)} ${recipe.label} (${mbOf(file.bytes)}) sent at ${THROTTLE_BYTES_PER_SECOND / 1e6} MB/s: last byte sent → response`,
+    service: s(lag),
+    baseline: `${s(median(bareTimes))} bare ffmpeg on the spooled file (the service's own command line)`,
+    result: `${s(lag)} (whole request ${s(median(throttledTotals))})`,
+    target: 'record it',
+    met: undefined,
+  });
+  details.push(
+    `- **${SPOOLED_ROW}** last byte → response: ${list(lags, s)}; whole throttled request: ${list(throttledTotals, s)}; ` +
+      `bare ffmpeg: ${list(bareTimes, s)}.`,
+  );
+}
+
+/**
+ * 22: what the peaks output costs the encoder: bare ffmpeg on the long WAV with the service's arguments,
+ * with and without the second output on fd 3, by the child's CPU time (user + system). Runs alone, with no
+ * service: each run's CPU time is read from this process's reaped-children times.
+ */
+async function peaksCost(settings: ServiceSettings, longWav: string): Promise<void> {
+  const withPeaks: Array<{ wallMs: number; cpuMs: number }> = [];
+  const without: Array<{ wallMs: number; cpuMs: number }> = [];
+  const out = join(WORK, 'bare-peaks.mp3');
+  await alternate(
+    async () => {
+      withPeaks.push(await runBare(FFMPEG, bareFfmpegArguments(settings, longWav, out)));
+    },
+    async () => {
+      without.push(await runBare(FFMPEG, bareFfmpegArguments(settings, longWav, out, { peaks: false })));
+    },
+    peaksRuns,
+  );
+  const cpu = (runs: typeof withPeaks) => median(runs.map((run) => run.cpuMs));
+  const wall = (runs: typeof withPeaks) => median(runs.map((run) => run.wallMs));
+  const ratio = cpu(withPeaks) / cpu(without);
+  record({
+    id: PEAKS_ROW,
+    measurement: `encoder CPU time (user + sys) with the peaks output on fd 3, bare ffmpeg on the ${duration(sizes.longSeconds)} WAV (median of ${peaksRuns})`,
+    service: `${s(cpu(withPeaks))} CPU (${s(wall(withPeaks))} wall)`,
+    baseline: `${s(cpu(without))} CPU (${s(wall(without))} wall) without the peaks output`,
+    result: `${ratio >= 1 ? '+' : ''}${((ratio - 1) * 100).toFixed(1)} % (×${ratio.toFixed(3)})`,
+    target: '≤ +3 %',
+    met: ratio <= 1.03,
+  });
+  const cpuList = (runs: typeof withPeaks) =>
+    list(
+      runs.map((run) => run.cpuMs),
+      s,
+    );
+  details.push(`- **${PEAKS_ROW}** CPU with peaks: ${cpuList(withPeaks)}; without: ${cpuList(without)}.`);
+}
+
+/** 23: RSS growth of the server process while a big 24-bit 96 kHz FLAC is uploaded and converted. */
+async function bigFlacUpload(
+  service: Service,
+  user: User,
+  warmUp: Media,
+  big: { path: string; bytes: number; seconds: number },
+): Promise<void> {
+  // Warm up the compressed-input path too: the first upload loads code and grows the heap to its working size.
+  expectOk(
+    await uploadAudio({
+      baseUrl: service.url,
+      user,
+      audio: fileAudio(warmUp.file.path, warmUp.file.bytes),
+      filename: 'warm-up.flac',
+    }),
+    'warm-up',
+  );
+  await sleep(1000);
+  const idle = await memoryOf(service.pid);
+  const wasReset = await resetPeak(service.pid);
+  if (!wasReset)
+    warnings.push(`VmHWM could not be reset: measurement ${BIG_FLAC_ROW} relies on 50 ms RSS samples only.`);
+  const memory = startMemorySampler(service.pid, wasReset);
+  const result = await uploadAudio({
+    baseUrl: service.url,
+    user,
+    audio: fileAudio(big.path, big.bytes),
+    filename: 'big.flac',
+  });
+  const peak = await memory.stop();
+  expectOk(result, `big FLAC upload (${BIG_FLAC_ROW})`);
+  const growth = peak.peakKiB - idle.rssKiB;
+  record({
+    id: BIG_FLAC_ROW,
+    measurement: `server RSS growth (children excluded) during a ${mib(big.bytes / 1024)} FLAC upload (24-bit 96 kHz stereo, ${big.seconds >= 120 ? `${(big.seconds / 60).toFixed(0)} min` : `${big.seconds} s`} of audio)`,
+    service: `${mib(growth)} over ${mib(idle.rssKiB)} idle`,
+    baseline: `${mib(big.bytes / 1024)} held by store-then-convert in memory`,
+    result: `+${mib(growth)} (peak ${mib(peak.peakKiB)}, ${peak.samples} samples, upload took ${s(result.endedAt - result.startedAt)})`,
+    target: '≤ 64 MiB',
+    met: growth <= 64 * 1024,
+  });
+}
+
 /** Encoder presets: bare ffmpeg on the long WAV with the default and faster settings. */
-async function encoderPresets(base: EncodingConfig, longWav: string): Promise<string[]> {
+async function encoderPresets(settings: ServiceSettings, longWav: string): Promise<string[]> {
+  const base = settings.encoding;
   const variants: Array<{ label: string; encoding: EncodingConfig }> = [
     { label: `service setting (${describe(base)})`, encoding: base },
     { label: 'VBR -q:a 2, -compression_level 5', encoding: { ...base, compressionLevel: 5 } },
@@ -533,7 +802,8 @@ async function encoderPresets(base: EncodingConfig, longWav: string): Promise<st
       const variant = variants[index];
       if (variant === undefined) continue;
       const out = join(WORK, `preset-${index}.mp3`);
-      times[index]?.push(await runBareFfmpeg(FFMPEG, variant.encoding, longWav, out));
+      const args = bareFfmpegArguments({ ...settings, encoding: variant.encoding }, longWav, out);
+      times[index]?.push((await runBare(FFMPEG, args)).wallMs);
       sizesBytes[index] = Number(execFileSync('stat', ['-c', '%s', out]).toString());
     }
   }
@@ -632,6 +902,9 @@ function summarizeProfile(profile: CpuProfile, file: string): string[] {
 // ---------------------------------------------------------------------------------------------------------
 // Report
 
+/** The row a "- **N** …" detail line is about. */
+const detailId = (line: string) => Number(/^- \*\*(\d+)\*\*/.exec(line)?.[1] ?? 0);
+
 function table(): string[] {
   const lines = ['| # | measurement | service | baseline | result | target | met |', '|---|---|---|---|---|---|---|'];
   for (const row of [...rows].sort((a, b) => a.id - b.id)) {
@@ -645,7 +918,8 @@ function table(): string[] {
 
 async function writeReport(
   info: Record<string, string>,
-  encoding: EncodingConfig,
+  settings: ServiceSettings,
+  kinds: readonly Media[],
   presetLines: string[],
   profileLines: string[],
   elapsedMs: number,
@@ -676,14 +950,41 @@ async function writeReport(
     '```',
     '',
     'The script builds the service (`npm run build`) and starts it as `node dist/main.js` on a free port with a',
-    'temporary `DATA_DIR`, generates its WAVs with ffmpeg into `bench/.work/` (git-ignored), and runs every',
+    'temporary `DATA_DIR`, generates its audio with ffmpeg into `bench/.work/` (git-ignored), and runs every',
     'measurement beside its baseline. "Bare ffmpeg" is the same binary with exactly the service’s arguments',
-    '(`ffmpegArguments` from `src/audio/transcoder.ts`) and niceness, reading the WAV from disk instead of stdin:',
+    '(`planOutput` and `muxerArguments` from `src/media/outputs.ts`, `ffmpegArguments` from',
+    '`src/media/transcoder.ts`, called as the converter calls them), niceness and environment, reading the file',
+    'from disk instead of stdin, with its peaks output on fd 3 read to the end and dropped. For a WAV (raw PCM',
+    'after the service’s own parse):',
     '',
     '```sh',
-    `${FFMPEG} ${bareFfmpegArguments(encoding, 'long.wav', 'out.mp3').join(' ')}`,
+    `${FFMPEG} ${bareFfmpegArguments(settings, 'long.wav', 'out.mp3').join(' ')}`,
     '```',
     '',
+    ...(kinds.length === 0
+      ? []
+      : [
+          "For a compressed kind, the service’s demuxer forced on the file (`{kind: 'file'}` input, as the service",
+          'reads a spooled MP4), e.g. FLAC, and MP3, which an upload with no options stream-copies:',
+          '',
+          '```sh',
+          ...kinds
+            .filter((media) => media.recipe.id === 'flac' || media.file.plan.copy)
+            .map(
+              (media) =>
+                `${FFMPEG} ${bareMediaArguments(settings, { ...media.file, path: `in.${media.recipe.extension}` }, 'out.mp3').join(' ')}`,
+            ),
+          '```',
+          '',
+          `Rows ${KIND_FULL_SPEED_ROW}–${BIG_FLAC_ROW} (issue 10): each streamed input kind, made from the same noise-and-tone`,
+          `WAV, uploaded at full speed against bare ffmpeg on the file (${KIND_FULL_SPEED_ROW}–${KIND_THROTTLED_ROW - 1}) and sent at`,
+          `10 MB/s, timing the answer after the last byte against store-then-convert (${KIND_THROTTLED_ROW}–${SPOOLED_ROW - 1});`,
+          `the same for an MP4 with its index last, which the service spools before converting (${SPOOLED_ROW});`,
+          `bare ffmpeg on the WAV with and without the peaks output, by the child’s user + system CPU time from`,
+          `\`/proc/self/stat\` (${PEAKS_ROW}); the server’s RSS during a 1 GiB 24-bit 96 kHz FLAC upload, measured as`,
+          `row 3 is (${BIG_FLAC_ROW}).`,
+          '',
+        ]),
     `Service and baseline alternate (the first to run swaps every run) and each figure is the median of ${runs}`,
     'run(s); ratios against the baseline are the headline numbers, because this machine is shared and noisy.',
     'Uploads are multipart bodies written by hand over `node:http` (so that a sender can be throttled with a',
@@ -695,7 +996,7 @@ async function writeReport(
     '',
     ...table(),
     '',
-    ...(details.length > 0 ? ['Per-run values:', '', ...details, ''] : []),
+    ...(details.length > 0 ? ['Per-run values:', '', ...details.sort((a, b) => detailId(a) - detailId(b)), ''] : []),
     ...(warnings.length > 0 ? ['Warnings:', '', ...warnings.map((w) => `- ${w}`), ''] : []),
     ...(presetLines.length > 0
       ? [
@@ -722,6 +1023,7 @@ async function main(): Promise<void> {
   const started = performance.now();
   await mkdir(WORK, { recursive: true });
   const info = machine();
+  const load = startLoadSampler();
   log(`${smoke ? 'smoke' : 'full'} run, ${runs} run(s) per median, ${info.database}`);
   if (flags['skip-build'] !== true) buildService();
 
@@ -729,19 +1031,53 @@ async function main(): Promise<void> {
   const shortWav = join(WORK, `short-${sizes.shortSeconds}s.wav`);
   await generateWav(FFMPEG, longWav, sizes.longSeconds, 1);
   await generateWav(FFMPEG, shortWav, sizes.shortSeconds, 7);
+  // The same settings as the service will have (the bench's environment, validated by src/config.ts).
+  const settings = serviceConfig(BASE_ENV);
+  const encode = async (wav: string, recipe: MediaRecipe): Promise<Media> => {
+    const path = `${wav.replace(/\.wav$/, '')}-${recipe.id}.${recipe.extension}`;
+    return { recipe, file: await generateMedia(FFMPEG, wav, path, recipe, settings) };
+  };
+  const kinds: Media[] = [];
+  let spooled: Media | undefined;
+  if (KIND_ROWS.some(selected)) {
+    for (const recipe of STREAMED_KINDS) kinds.push(await encode(longWav, recipe));
+    spooled = await encode(longWav, SPOOLED_MP4);
+  }
+  const flacRecipe = STREAMED_KINDS.find((recipe) => recipe.id === 'flac');
+  if (flacRecipe === undefined) throw new Error('STREAMED_KINDS has no FLAC');
+  const shortFlac = await encode(shortWav, flacRecipe);
+  const bigFlacPath = join(WORK, `big-${sizes.bigFlacBytes}.flac`);
+  const bigFlac = selected(BIG_FLAC_ROW)
+    ? { path: bigFlacPath, ...(await generateBigFlac(FFMPEG, bigFlacPath, sizes.bigFlacBytes)) }
+    : undefined;
   log('audio ready');
 
-  const encoding = serviceConfig(BASE_ENV).encoding;
-  if ([1, 2, 4, 5, 6, 7].some(selected)) {
+  const kindRows = async (service: Service, user: User) => {
+    for (const [index, media] of kinds.entries()) {
+      if (selected(KIND_FULL_SPEED_ROW + index) || selected(KIND_THROTTLED_ROW + index)) {
+        await streamedKindVersusBareFfmpeg(service, user, index, media);
+      }
+    }
+    if (spooled !== undefined && selected(SPOOLED_ROW)) await spooledMp4(service, user, spooled);
+  };
+  if ([1, 2, 4, 5, 6, 7].some(selected) || (smoke && [3, ...KIND_ROWS, BIG_FLAC_ROW].some(selected))) {
     await withService('main', {}, async (service) => {
       const user = await createUser(service.url, tag);
-      expectOk(await uploadWav({ baseUrl: service.url, user, wav: fileWav(shortWav, sizes.shortSeconds) }), 'warm-up');
+      expectOk(
+        await uploadAudio({ baseUrl: service.url, user, audio: fileWav(shortWav, sizes.shortSeconds) }),
+        'warm-up',
+      );
       if (selected(1) || selected(2) || selected(7)) await uploadsVersusBareFfmpeg(service, user, longWav);
       if (selected(4) || selected(5)) await concurrentUploads(service, user, shortWav);
       if (selected(6)) await createUsersUnderLoad(service);
       if (selected(7)) await downloadsUnderLoad(service);
-      // The smoke run saves a start-up (seconds with PGlite); the full run measures 3 on a fresh process.
-      if (smoke && selected(3)) await bigUpload(service, user, shortWav);
+      // The smoke run saves start-ups (seconds with PGlite); the full run measures 3, 9–21 and 23 on fresh
+      // processes.
+      if (smoke) {
+        if (selected(3)) await bigUpload(service, user, shortWav);
+        await kindRows(service, user);
+        if (bigFlac !== undefined) await bigFlacUpload(service, user, shortFlac, bigFlac);
+      }
     });
   }
   if (selected(3) && !smoke) {
@@ -749,22 +1085,50 @@ async function main(): Promise<void> {
       await bigUpload(service, await createUser(service.url, tag), shortWav);
     });
   }
+  if (KIND_ROWS.some(selected) && !smoke) {
+    await withService('formats', {}, async (service) => {
+      const user = await createUser(service.url, tag);
+      expectOk(
+        await uploadAudio({
+          baseUrl: service.url,
+          user,
+          audio: fileAudio(shortFlac.file.path, shortFlac.file.bytes),
+          filename: 'warm-up.flac',
+        }),
+        'warm-up',
+      );
+      await kindRows(service, user);
+    });
+  }
+  if (bigFlac !== undefined && !smoke) {
+    await withService('memory-flac', {}, async (service) => {
+      const user = await createUser(service.url, tag);
+      expectOk(
+        await uploadAudio({ baseUrl: service.url, user, audio: fileWav(shortWav, sizes.shortSeconds) }),
+        'warm-up',
+      );
+      await bigFlacUpload(service, user, shortFlac, bigFlac);
+    });
+  }
   if (selected(8)) {
     await withService('overload', OVERLOAD_ENV, async (service) => {
       await overload(service, await createUser(service.url, tag), shortWav);
     });
   }
-  const presetLines = presets && only === undefined ? await encoderPresets(encoding, longWav) : [];
+  // With no service running: its CPU time is read from the children this process reaps.
+  if (selected(PEAKS_ROW)) await peaksCost(settings, longWav);
+  const presetLines = presets && only === undefined ? await encoderPresets(settings, longWav) : [];
   const profileLines =
     profile && only === undefined
       ? await profileCreateUsers().catch((error: unknown) => [`(the profile run failed: ${String(error)})`])
       : [];
   closeKeepAlive();
+  info['load'] = load.stop();
 
   const lines = table();
   process.stdout.write(`\n${lines.join('\n')}\n\n`);
   if (presetLines.length > 0) process.stdout.write(`${presetLines.join('\n')}\n\n`);
-  await writeReport(info, encoding, presetLines, profileLines, performance.now() - started);
+  await writeReport(info, settings, kinds, presetLines, profileLines, performance.now() - started);
   log(`wrote ${relative(process.cwd(), outPath)} in ${s(performance.now() - started)}`);
 }
 

@@ -9,7 +9,7 @@ import { Converter } from './media/converter.js';
 import { checkFfmpeg, findExecutable } from './media/ffmpeg-check.js';
 import { ConversionLimiter } from './media/limiter.js';
 
-import { ffprobeBeside, Transcoder } from './media/transcoder.js';
+import { Transcoder } from './media/transcoder.js';
 import { AccountService } from './services/accounts.js';
 import { Quota } from './services/quota.js';
 import { RecordingService } from './services/recordings.js';
@@ -73,7 +73,6 @@ export async function createServices(config: Config, options: ServiceOptions = {
   const converter = new Converter(
     new Transcoder({
       ffmpegPath: config.ffmpegPath,
-      ffprobePath: ffprobeBeside(config.ffmpegPath),
       timeoutMs: config.convertTimeoutMs,
       maxMemoryBytes: config.ffmpegMaxMemoryBytes,
       prlimitPath: findExecutable('prlimit'),

@@ -1,10 +1,18 @@
 import { spawn } from 'node:child_process';
-import { stat } from 'node:fs/promises';
+import { open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { setPriority } from 'node:os';
 import { Readable } from 'node:stream';
 import type { EncodingConfig } from '../../src/config.js';
-import { mp3Output, type AudioShape } from '../../src/media/outputs.js';
-import { ENCODER_NICENESS, ffmpegArguments } from '../../src/media/transcoder.js';
+import { MAX_SNIFF_BYTES, sniffInput, type InputKindName } from '../../src/media/input-kinds.js';
+import {
+  muxerArguments,
+  planOutput,
+  type AudioShape,
+  type OutputPlan,
+  type OutputSettings,
+} from '../../src/media/outputs.js';
+import { copyableAs } from '../../src/media/source-codec.js';
+import { ENCODER_NICENESS, ffmpegArguments, type TranscodeJob } from '../../src/media/transcoder.js';
 import { now } from '../../test/kit/stats.js';
 
 const SAMPLE_RATE = 44_100;
@@ -12,11 +20,22 @@ const CHANNELS = 2;
 export const BYTES_PER_SECOND = SAMPLE_RATE * CHANNELS * 2;
 const HEADER_BYTES = 44;
 
-/** What every benchmark WAV converts to: 44.1 kHz stereo in, 44.1 kHz stereo MP3 out. */
-const TARGET: AudioShape = { sampleRate: SAMPLE_RATE, channels: CHANNELS };
+/** Every benchmark WAV's shape, which the service reads from its header. */
+const WAV_SHAPE: AudioShape = { sampleRate: SAMPLE_RATE, channels: CHANNELS };
 
 export function wavBytesFor(seconds: number): number {
   return HEADER_BYTES + Math.round(seconds * SAMPLE_RATE) * CHANNELS * 2;
+}
+
+/** Stereo pink noise under a 220 Hz tone, as a filter graph whose output is `[out]`. */
+function noiseAndTone(sampleRate: number, seconds: number, seed: number): string {
+  return (
+    `anoisesrc=c=pink:a=0.12:r=${sampleRate}:seed=${seed}:d=${seconds}[n1];` +
+    `anoisesrc=c=pink:a=0.12:r=${sampleRate}:seed=${seed + 1}:d=${seconds}[n2];` +
+    `[n1][n2]amerge=inputs=2[n];` +
+    `sine=f=220:r=${sampleRate}:d=${seconds},volume=0.3,pan=stereo|c0=c0|c1=c0[t];` +
+    `[n][t]amix=inputs=2:normalize=0[out]`
+  );
 }
 
 /**
@@ -27,19 +46,13 @@ export async function generateWav(ffmpegPath: string, path: string, seconds: num
   const expected = wavBytesFor(seconds);
   const existing = await stat(path).catch(() => undefined);
   if (existing?.size === expected) return;
-  const graph =
-    `anoisesrc=c=pink:a=0.12:r=${SAMPLE_RATE}:seed=${seed}:d=${seconds}[n1];` +
-    `anoisesrc=c=pink:a=0.12:r=${SAMPLE_RATE}:seed=${seed + 1}:d=${seconds}[n2];` +
-    `[n1][n2]amerge=inputs=2[n];` +
-    `sine=f=220:r=${SAMPLE_RATE}:d=${seconds},volume=0.3,pan=stereo|c0=c0|c1=c0[t];` +
-    `[n][t]amix=inputs=2:normalize=0[out]`;
   await runProcess(ffmpegPath, [
     '-y',
     '-hide_banner',
     '-loglevel',
     'error',
     '-filter_complex',
-    graph,
+    noiseAndTone(SAMPLE_RATE, seconds, seed),
     '-map',
     '[out]',
     '-c:a',
@@ -125,43 +138,321 @@ function noisyPattern(frames: number): Buffer {
   return buffer;
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// The service's command lines, for bare ffmpeg
+
+/** What the service's ffmpeg command line depends on besides its input (a `Config` has all three). */
+export interface ServiceSettings {
+  readonly encoding: EncodingConfig;
+  readonly loudnessTargetLufs: number;
+  readonly maxDurationSeconds: number;
+}
+
+const outputSettings = (settings: ServiceSettings): OutputSettings => ({
+  mp3: settings.encoding,
+  loudnessTargetLufs: settings.loudnessTargetLufs,
+});
+
+// The converter lets a compressed input decode one second past the limit (converter.ts's
+// DURATION_OVERSHOOT_SECONDS, not exported), so that a file over the limit can be told from one at it.
+const DURATION_OVERSHOOT_SECONDS = 1;
+
+/** The stored output of an upload with no options and no title, as the converter builds it. */
+function outputArguments(plan: OutputPlan): string[] {
+  return [...plan.arguments, ...muxerArguments(plan.format, null)];
+}
+
 /**
- * The service's own ffmpeg command line (from `ffmpegArguments`, so it cannot drift) with only the input
- * changed: the WAV file on disk instead of stdin. Everything else — encoder, quality, threads, probing,
- * output muxer and flags — is the same.
+ * The service's own ffmpeg command line for a WAV upload with no options (from `planOutput` and
+ * `ffmpegArguments`, as converter.ts calls them, so that it cannot drift) with only the input changed: the
+ * WAV file on disk instead of raw samples on stdin. Everything else — encoder, quality, threads, probing,
+ * output muxer and flags, the peaks output on fd 3 — is the same. `peaks: false` drops the peaks output
+ * only (it is the last output), for measuring what it costs.
  */
-export function bareFfmpegArguments(encoding: EncodingConfig, wavPath: string, outputPath: string): string[] {
-  const args = ffmpegArguments(
-    {
-      input: { sampleFormat: 's16le', sampleRate: SAMPLE_RATE, channels: CHANNELS },
-      output: mp3Output(encoding),
-      shape: TARGET,
-      maxDurationSeconds: 6 * 3600,
-    },
-    outputPath,
-  );
+export function bareFfmpegArguments(
+  settings: ServiceSettings,
+  wavPath: string,
+  outputPath: string,
+  options: { readonly peaks?: boolean } = {},
+): string[] {
+  const plan = planOutput({}, { sameCodecAs: undefined, shape: WAV_SHAPE }, outputSettings(settings));
+  const job: TranscodeJob = {
+    input: { kind: 'raw', sampleFormat: 's16le', sampleRate: SAMPLE_RATE, channels: CHANNELS },
+    output: outputArguments(plan),
+    peaks: options.peaks ?? true,
+    maxDurationSeconds: settings.maxDurationSeconds,
+  };
+  const args = ffmpegArguments(job, outputPath);
   const input = args.indexOf('pipe:0');
   const whitelist = args.indexOf('-protocol_whitelist');
-  if (input === -1 || whitelist === -1) throw new Error('ffmpegArguments changed shape: no pipe:0 input to replace');
+  if (input === -1 || args[input - 1] !== '-i' || whitelist === -1 || args[whitelist + 1] !== 'pipe') {
+    throw new Error('ffmpegArguments changed shape: no pipe:0 input to replace');
+  }
   // The service feeds raw samples; the file's 44-byte header is skipped the same way.
   args.splice(input - 1, 2, '-skip_initial_bytes', String(HEADER_BYTES), '-i', `file:${wavPath}`);
   args[whitelist + 1] = 'file';
   return args;
 }
 
+/** What the service makes of a file's first bytes: its kind, demuxer, whether it streams, and its codec. */
+export interface MediaFile {
+  readonly path: string;
+  readonly bytes: number;
+  readonly kind: InputKindName;
+  readonly demuxer: string;
+  /** False for an MP4 whose index comes last: the service spools it to a file before ffmpeg reads it. */
+  readonly streamable: boolean;
+  /** The plan for an upload with no options (a copy when the source is already MP3). */
+  readonly plan: OutputPlan;
+}
+
+/** Sniffs a file as the converter sniffs an upload (`sniffInput`, `copyableAs`, `planOutput`). */
+async function describeMedia(path: string, settings: ServiceSettings): Promise<MediaFile> {
+  const handle = await open(path, 'r');
+  let head: Buffer;
+  let bytes: number;
+  try {
+    bytes = (await handle.stat()).size;
+    const buffer = Buffer.alloc(Math.min(bytes, MAX_SNIFF_BYTES));
+    const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
+    head = buffer.subarray(0, bytesRead);
+  } finally {
+    await handle.close();
+  }
+  const sniffed = sniffInput(head, head.length === bytes);
+  if (sniffed.verdict !== 'recognised' || sniffed.kind.demuxer === undefined) {
+    throw new Error(`${path}: the service would not take this as a compressed input (${sniffed.verdict})`);
+  }
+  const plan = planOutput(
+    {},
+    { sameCodecAs: copyableAs(sniffed.kind.name, head), shape: undefined },
+    outputSettings(settings),
+  );
+  return {
+    path,
+    bytes,
+    kind: sniffed.kind.name,
+    demuxer: sniffed.kind.demuxer,
+    streamable: sniffed.streamable,
+    plan,
+  };
+}
+
 /**
- * Bare ffmpeg on one file, at the niceness the service gives its encoders (so that other load on the
- * machine treats both alike). Resolves with the wall time in ms.
+ * The service's command line for a compressed upload with no options, reading the file through the same
+ * forced demuxer: built as the `file` input the service uses for a spooled MP4 (`-protocol_whitelist file
+ * -f <demuxer> -i file:<path>`), which for a streamed kind differs from the service's only in reading a
+ * file instead of `pipe:0`. For a spooled MP4 it is exactly the service's command line.
  */
-export async function runBareFfmpeg(
-  ffmpegPath: string,
-  encoding: EncodingConfig,
-  wavPath: string,
+export function bareMediaArguments(
+  settings: ServiceSettings,
+  media: MediaFile,
   outputPath: string,
-): Promise<number> {
+  options: { readonly peaks?: boolean } = {},
+): string[] {
+  return ffmpegArguments(
+    {
+      input: { kind: 'file', demuxer: media.demuxer, path: media.path },
+      output: outputArguments(media.plan),
+      peaks: options.peaks ?? true,
+      maxDurationSeconds: settings.maxDurationSeconds + DURATION_OVERSHOOT_SECONDS,
+    },
+    outputPath,
+  );
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Compressed inputs, made from the benchmark's WAV
+
+export interface MediaRecipe {
+  /** Short name, used in file names and row labels. */
+  readonly id: string;
+  readonly label: string;
+  readonly extension: string;
+  /** ffmpeg's output options after `-i <wav>`. */
+  readonly encode: readonly string[];
+  /** Written to a pipe, so that the muxer cannot seek back (unknown sizes, as a live recorder writes). */
+  readonly viaPipe?: boolean;
+  /** What the service must recognise it as, checked before the file is kept. */
+  readonly kind: InputKindName;
+  readonly streamable: boolean;
+}
+
+/** The streamed input kinds of issue 10, each as a typical writer makes it. */
+export const STREAMED_KINDS: readonly MediaRecipe[] = [
+  {
+    id: 'flac',
+    label: 'FLAC',
+    extension: 'flac',
+    encode: ['-c:a', 'flac', '-f', 'flac'],
+    kind: 'flac',
+    streamable: true,
+  },
+  {
+    id: 'ogg-opus',
+    label: 'Ogg/Opus 96 kbit/s',
+    extension: 'opus',
+    encode: ['-c:a', 'libopus', '-b:a', '96k', '-f', 'ogg'],
+    kind: 'ogg',
+    streamable: true,
+  },
+  {
+    // As Chrome's and Firefox's MediaRecorder write it: live, with clusters of unknown size.
+    id: 'webm-opus',
+    label: 'WebM/Opus 96 kbit/s (MediaRecorder layout)',
+    extension: 'webm',
+    encode: ['-c:a', 'libopus', '-b:a', '96k', '-f', 'webm', '-live', '1', '-cluster_time_limit', '1000'],
+    viaPipe: true,
+    kind: 'webm',
+    streamable: true,
+  },
+  {
+    id: 'm4a-faststart',
+    label: 'M4A/AAC 128 kbit/s, moov first (+faststart)',
+    extension: 'm4a',
+    encode: ['-c:a', 'aac', '-b:a', '128k', '-movflags', '+faststart', '-f', 'ipod'],
+    kind: 'mp4',
+    streamable: true,
+  },
+  {
+    id: 'mp3',
+    label: 'MP3 VBR -q:a 2',
+    extension: 'mp3',
+    encode: ['-c:a', 'libmp3lame', '-q:a', '2', '-f', 'mp3'],
+    kind: 'mp3',
+    streamable: true,
+  },
+  {
+    id: 'aiff',
+    label: 'AIFF 16-bit',
+    extension: 'aiff',
+    encode: ['-c:a', 'pcm_s16be', '-f', 'aiff'],
+    kind: 'aiff',
+    streamable: true,
+  },
+];
+
+/** An M4A as ffmpeg (and many encoders) write it by default: the index after the audio, so it is spooled. */
+export const SPOOLED_MP4: MediaRecipe = {
+  id: 'm4a-moov-last',
+  label: 'M4A/AAC 128 kbit/s, moov last (spooled)',
+  extension: 'm4a',
+  encode: ['-c:a', 'aac', '-b:a', '128k', '-f', 'ipod'],
+  kind: 'mp4',
+  streamable: false,
+};
+
+/**
+ * Encodes `wavPath` by `recipe` into `path`, unless a finished file is already there (it is written under
+ * another name and renamed once checked, so a file at `path` is always complete).
+ */
+export async function generateMedia(
+  ffmpegPath: string,
+  wavPath: string,
+  path: string,
+  recipe: MediaRecipe,
+  settings: ServiceSettings,
+): Promise<MediaFile> {
+  if ((await stat(path).catch(() => undefined)) === undefined) {
+    const partial = `${path}.partial`;
+    const common = ['-y', '-hide_banner', '-loglevel', 'error', '-i', wavPath, '-map_metadata', '-1', ...recipe.encode];
+    if (recipe.viaPipe === true) {
+      const handle = await open(partial, 'w');
+      try {
+        await runProcess(ffmpegPath, [...common, 'pipe:1'], undefined, handle.fd);
+      } finally {
+        await handle.close();
+      }
+    } else {
+      await runProcess(ffmpegPath, [...common, partial]);
+    }
+    const made = await describeMedia(partial, settings);
+    if (made.kind !== recipe.kind || made.streamable !== recipe.streamable) {
+      await rm(partial, { force: true });
+      throw new Error(
+        `${recipe.id}: the service sees ${made.kind} (streamable: ${made.streamable}), ` +
+          `not ${recipe.kind} (streamable: ${recipe.streamable})`,
+      );
+    }
+    await rename(partial, path);
+  }
+  return describeMedia(path, settings);
+}
+
+const BIG_FLAC_RATE = 96_000;
+const BIG_FLAC_ENCODE = ['-c:a', 'flac', '-sample_fmt', 's32', '-bits_per_raw_sample', '24', '-f', 'flac'];
+
+/**
+ * A 24-bit 96 kHz stereo FLAC of noise and tone of about `targetBytes` (a short sample first tells how much
+ * FLAC makes of a second of it), kept under `path` once made.
+ */
+export async function generateBigFlac(
+  ffmpegPath: string,
+  path: string,
+  targetBytes: number,
+): Promise<{ bytes: number; seconds: number }> {
+  const secondsFile = `${path}.seconds`;
+  const existing = await stat(path).catch(() => undefined);
+  if (existing !== undefined) {
+    const seconds = Number(await readFile(secondsFile, 'utf8').catch(() => 'NaN'));
+    if (Number.isFinite(seconds)) return { bytes: existing.size, seconds };
+  }
+  const encode = async (seconds: number, out: string) => {
+    await runProcess(ffmpegPath, [
+      '-y',
+      '-hide_banner',
+      '-loglevel',
+      'error',
+      '-filter_complex',
+      noiseAndTone(BIG_FLAC_RATE, seconds, 3),
+      '-map',
+      '[out]',
+      '-ar',
+      String(BIG_FLAC_RATE),
+      '-ac',
+      '2',
+      ...BIG_FLAC_ENCODE,
+      out,
+    ]);
+    return (await stat(out)).size;
+  };
+  const sampleSeconds = 4;
+  const sample = `${path}.sample`;
+  const bytesPerSecond = (await encode(sampleSeconds, sample)) / sampleSeconds;
+  await rm(sample, { force: true });
+  const seconds = Math.max(1, Math.ceil(targetBytes / bytesPerSecond));
+  const partial = `${path}.partial`;
+  const bytes = await encode(seconds, partial);
+  await rename(partial, path);
+  await writeFile(secondsFile, String(seconds));
+  return { bytes, seconds };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Running bare ffmpeg
+
+export interface BareRun {
+  /** Wall time, ms. */
+  readonly wallMs: number;
+  /**
+   * User + system CPU time of the child, ms (10 ms resolution): the growth of this process's `cutime +
+   * cstime`, which counts children once they are reaped. Only meaningful when nothing else of this process's
+   * children ends meanwhile, i.e. when runs are sequential (not in `runPool`).
+   */
+  readonly cpuMs: number;
+}
+
+/**
+ * Bare ffmpeg with `args`, at the niceness and in the environment the service gives its encoders (so that
+ * other load on the machine treats both alike). The peaks output on fd 3 gets a pipe that is read to its
+ * end and dropped, as the service reads it (into peaks).
+ */
+export async function runBare(ffmpegPath: string, args: readonly string[]): Promise<BareRun> {
+  const cpuBefore = await childrenCpuMs();
   const started = now();
-  await runProcess(ffmpegPath, bareFfmpegArguments(encoding, wavPath, outputPath), ENCODER_NICENESS);
-  return now() - started;
+  await runProcess(ffmpegPath, args, ENCODER_NICENESS);
+  const wallMs = now() - started;
+  return { wallMs, cpuMs: (await childrenCpuMs()) - cpuBefore };
 }
 
 /** Runs `jobs` with at most `concurrency` at once; resolves with the total wall time in ms. */
@@ -178,9 +469,28 @@ export async function runPool(jobs: ReadonlyArray<() => Promise<unknown>>, concu
   return now() - started;
 }
 
-function runProcess(command: string, args: readonly string[], niceness?: number): Promise<void> {
+// Linux reports times in clock ticks of 1/100 s (USER_HZ) on every architecture Node runs on.
+const USER_HZ = 100;
+
+/** cutime + cstime of this process (its reaped children's CPU time), ms. */
+async function childrenCpuMs(): Promise<number> {
+  const stat = await readFile('/proc/self/stat', 'utf8');
+  // Fields after the command name (which may hold spaces) in parentheses; cutime and cstime are fields
+  // 16 and 17, the 14th and 15th after it.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[13]) + Number(fields[14])) * 1000) / USER_HZ;
+}
+
+const PEAKS_OUTPUT = 'pipe:3';
+
+function runProcess(command: string, args: readonly string[], niceness?: number, stdoutFd?: number): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    const peaks = args.includes(PEAKS_OUTPUT);
+    const child = spawn(command, args, {
+      stdio: ['ignore', stdoutFd ?? 'ignore', 'pipe', peaks ? 'pipe' : 'ignore'],
+      // What the service gives its encoders: nothing but PATH and the C locale.
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LC_ALL: 'C' },
+    });
     if (niceness !== undefined && child.pid !== undefined) {
       try {
         setPriority(child.pid, niceness);
@@ -188,11 +498,15 @@ function runProcess(command: string, args: readonly string[], niceness?: number)
         // Same fallback as the service: normal priority where renicing is not permitted.
       }
     }
+    // Drained, or ffmpeg blocks once the pipe is full.
+    const peaksPipe = child.stdio[3];
+    if (peaksPipe instanceof Readable) peaksPipe.resume();
     let stderr = '';
-    child.stderr.setEncoding('utf8').on('data', (text: string) => {
+    child.stderr?.setEncoding('utf8').on('data', (text: string) => {
       stderr = (stderr + text).slice(-4000);
     });
     child.once('error', reject);
+    // 'close' comes after the process has exited and every pipe (fd 3 too) has ended.
     child.once('close', (code) => {
       if (code === 0) resolve();
       else reject(new Error(`${command} exited with ${code}: ${stderr.trim()}`));

@@ -63,8 +63,10 @@ class TokenBucket {
 export interface UploadOptions {
   readonly baseUrl: string;
   readonly user: User;
-  /** The WAV bytes and their exact length. */
-  readonly wav: { readonly bytes: number; open(): Readable };
+  /** The file's bytes and their exact length. */
+  readonly audio: { readonly bytes: number; open(): Readable };
+  /** The file part's name; the service judges the bytes, never the name. */
+  readonly filename?: string;
   /** Throttle the sender to this rate; unset sends as fast as the connection takes it. */
   readonly bytesPerSecond?: number;
 }
@@ -90,13 +92,13 @@ export interface UploadResult {
 const SLICE_BYTES = 16 * 1024;
 
 /**
- * POSTs the WAV as multipart/form-data over node:http, written by hand so that the sender can be
+ * POSTs an audio file as multipart/form-data over node:http, written by hand so that the sender can be
  * throttled and its progress known. Stops sending as soon as the response comes back early (as a
  * well-behaved client does with a 503), and never rejects: transport failures are reported in `error`.
  */
-export function uploadWav(options: UploadOptions): Promise<UploadResult> {
-  const { head, tail, contentType } = multipartAround({}, { filename: 'bench.wav' });
-  const totalBytes = head.length + options.wav.bytes + tail.length;
+export function uploadAudio(options: UploadOptions): Promise<UploadResult> {
+  const { head, tail, contentType } = multipartAround({}, { filename: options.filename ?? 'bench.wav' });
+  const totalBytes = head.length + options.audio.bytes + tail.length;
   const bucket = options.bytesPerSecond === undefined ? undefined : new TokenBucket(options.bytesPerSecond);
   const url = new URL(`${PREFIX}/record/?user_id=${options.user.user_id}`, options.baseUrl);
 
@@ -142,7 +144,7 @@ export function uploadWav(options: UploadOptions): Promise<UploadResult> {
         'content-length': String(totalBytes),
       },
     });
-    const source = options.wav.open();
+    const source = options.audio.open();
 
     request.once('response', (response) => {
       responseAt = now();

@@ -48,7 +48,7 @@ const DURATION_OVERSHOOT_SECONDS = 1;
  */
 export class Converter {
   constructor(
-    private readonly transcoder: Pick<Transcoder, 'run' | 'probeShape'>,
+    private readonly transcoder: Pick<Transcoder, 'run'>,
     private readonly settings: OutputSettings,
     private readonly limits: WavLimits,
   ) {}
@@ -111,7 +111,8 @@ export class Converter {
     if (result.decodedSeconds > this.limits.maxDurationSeconds) {
       throw new AudioRejected('too-long', `The recording is longer than ${this.limits.maxDurationSeconds} seconds.`);
     }
-    const shape = plan.shape ?? (await this.transcoder.probeShape(outputPath, plan.format.demuxer));
+    if (result.decodedShape === undefined) throw new AudioRejected('undecodable', 'The file holds no decodable audio.');
+    const shape = plan.storedShape(result.decodedShape);
     return {
       format: plan.format,
       sourceFormat: head.kind.name,
@@ -149,8 +150,7 @@ export class Converter {
     );
     const dataBytes = audio.wholeFrameBytes();
     if (dataBytes < wav.blockAlign) throw new AudioRejected('undecodable', 'The WAV holds no audio samples.');
-    // A WAV's shape is known from its header, so the plan always has it.
-    const shape = plan.shape ?? { sampleRate: wav.sampleRate, channels: wav.channels };
+    const shape = plan.storedShape(wav);
     return {
       format: plan.format,
       sourceFormat: 'wav',

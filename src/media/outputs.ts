@@ -41,6 +41,11 @@ export interface Mp3Encoding {
   readonly compressionLevel: number | undefined;
 }
 
+interface DecodedShape {
+  readonly sampleRate: number;
+  readonly channels: number;
+}
+
 /** What is known of the source before ffmpeg runs: its kind, and its shape only when we parsed it (WAV). */
 export interface SourceDescription {
   /** Whether the source's audio is already what the output stores (MP3 for mp3, Opus in Ogg for opus …). */
@@ -55,6 +60,11 @@ export interface OutputPlan {
   readonly copy: boolean;
   /** Known before the conversion when the source's shape is known or the client fixed both. */
   readonly shape: AudioShape | undefined;
+  /**
+   * What the stored audio's rate and channels are, given the decoded source's: the same choice ffmpeg's
+   * format negotiation makes (the allowed rate closest to the source's), so no probe of the file is needed.
+   */
+  storedShape(decoded: DecodedShape): DecodedShape;
   readonly normalizeToLufs: number | undefined;
   /** Filters and encoder options, without the tags and the output path. */
   readonly arguments: readonly string[];
@@ -186,7 +196,14 @@ export function planOutput(request: OutputRequest, source: SourceDescription, se
 
   const untouched = quality === undefined && bitrateKbps === undefined && channels === undefined;
   if (untouched && sampleRate === undefined && normalize !== true && source.sameCodecAs === name) {
-    return { format, copy: true, shape: undefined, normalizeToLufs: undefined, arguments: ['-c:a', 'copy'] };
+    return {
+      format,
+      copy: true,
+      shape: undefined,
+      storedShape: (decoded) => decoded,
+      normalizeToLufs: undefined,
+      arguments: ['-c:a', 'copy'],
+    };
   }
 
   const preset = quality === undefined ? undefined : codec.presets[quality];
@@ -197,14 +214,25 @@ export function planOutput(request: OutputRequest, source: SourceDescription, se
   const rates = ratesFor(name, codec, bitrateKbps);
   const shape = source.shape === undefined ? undefined : resolveShape(wanted, source.shape, rates);
   const normalizeToLufs = normalize === true ? settings.loudnessTargetLufs : undefined;
+  const negotiable = negotiableRates(rates, normalizeToLufs);
   return {
     format,
     copy: false,
     shape:
       shape ?? (wanted.channels !== undefined && wanted.sampleRate !== undefined ? (wanted as AudioShape) : undefined),
+    storedShape: (decoded) => {
+      const encoded = shape ?? {
+        channels: wanted.channels ?? (decoded.channels === 1 ? 1 : 2),
+        sampleRate:
+          wanted.sampleRate ??
+          closestRate(normalizeToLufs === undefined ? decoded.sampleRate : LOUDNORM_RATE, negotiable),
+      };
+      // Opus always decodes at 48 kHz, whatever rate it was encoded from: players (and ffprobe) say 48 kHz.
+      return name === 'opus' ? { ...encoded, sampleRate: OPUS_DECODED_RATE } : encoded;
+    },
     normalizeToLufs,
     arguments: [
-      ...shapeArguments(shape ?? wanted, rates, normalizeToLufs),
+      ...shapeArguments(shape ?? wanted, negotiable, normalizeToLufs),
       ...codec.encoder(bitrateKbps ?? preset?.bitrateKbps, quality),
     ],
   };
@@ -255,6 +283,19 @@ export function nearestRate(sourceRate: number, rates: readonly number[]): numbe
 }
 
 const MAX_NORMALIZED_RATE = 48000;
+const OPUS_DECODED_RATE = 48000;
+// loudnorm works, and outputs, at 192 kHz.
+const LOUDNORM_RATE = 192000;
+
+/** The rates ffmpeg may pick from; loudnorm's 192 kHz would otherwise be the closest a FLAC or AAC allows. */
+function negotiableRates(rates: readonly number[], normalizeToLufs: number | undefined): readonly number[] {
+  return normalizeToLufs === undefined ? rates : rates.filter((rate) => rate <= MAX_NORMALIZED_RATE);
+}
+
+/** ffmpeg's choice among allowed rates: the smallest absolute difference, the first of equals. */
+function closestRate(rate: number, rates: readonly number[]): number {
+  return rates.reduce((best, candidate) => (Math.abs(candidate - rate) < Math.abs(best - rate) ? candidate : best));
+}
 
 /**
  * Fixed rate and channels where they are known; otherwise ffmpeg's format negotiation picks, from the
@@ -269,10 +310,8 @@ function shapeArguments(
   // Single-pass (dynamic) loudness normalisation, so the output still streams; it resamples to 192 kHz
   // internally, which the rate below undoes.
   if (normalizeToLufs !== undefined) filters.push(`loudnorm=I=${normalizeToLufs}:TP=-1.5:LRA=11:print_format=json`);
-  // loudnorm's 192 kHz would otherwise be the closest rate a FLAC or AAC output allows.
-  const allowed = normalizeToLufs === undefined ? rates : rates.filter((rate) => rate <= MAX_NORMALIZED_RATE);
   const negotiated = [
-    ...(shape.sampleRate === undefined ? [`sample_rates=${allowed.join('|')}`] : []),
+    ...(shape.sampleRate === undefined ? [`sample_rates=${rates.join('|')}`] : []),
     ...(shape.channels === undefined ? ['channel_layouts=mono|stereo'] : []),
   ];
   if (negotiated.length > 0) filters.push(`aformat=${negotiated.join(':')}`);

@@ -1,9 +1,8 @@
 import { Writable } from 'node:stream';
+import { parseWavHeader, type WavFormat } from './wav.js';
 
-/** ffmpeg decodes a second copy of the audio to mono signed 8-bit samples at this rate for the peaks … */
-export const PEAKS_SAMPLE_RATE = 8000;
-/** … and every this many samples become one min/max pair: 50 pairs per second of audio. */
-export const PEAKS_SAMPLES_PER_PIXEL = 160;
+/** Min/max pairs per second of audio, whatever its rate (rounded to whole samples per pair). */
+export const PEAKS_PER_SECOND = 50;
 
 /** A waveform overview: interleaved min/max pairs of 8-bit samples, one pair per `samplesPerPixel`. */
 export interface Peaks {
@@ -37,9 +36,8 @@ export function toAudiowaveformJson(peaks: Peaks): AudiowaveformJson {
 }
 
 /**
- * Takes ffmpeg's signed 8-bit mono samples and keeps the minimum and maximum of every pixel's worth.
- * Also counts the samples: at a known rate that is the exact decoded duration. Written by hand because it
- * is a dozen lines over bytes that are already in memory; no library does less.
+ * Keeps the minimum and maximum of every pixel's worth of signed 8-bit samples, and counts the samples.
+ * Written by hand because it is a dozen lines over bytes that are already in memory; no library does less.
  */
 export class PeaksCollector extends Writable {
   private pairs = new Int8Array(1024);
@@ -49,31 +47,39 @@ export class PeaksCollector extends Writable {
   private max = -128;
   private samples = 0;
 
-  constructor(private readonly samplesPerPixel = PEAKS_SAMPLES_PER_PIXEL) {
+  /** A pixel is `samplesPerPixel` sample frames, of `channels` interleaved samples each. */
+  constructor(
+    private readonly samplesPerPixel: number,
+    private readonly sampleRate: number,
+    private readonly channels = 1,
+  ) {
     super();
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    const samples = new Int8Array(chunk.buffer, chunk.byteOffset, chunk.length);
-    for (const sample of samples) {
-      if (sample < this.min) this.min = sample;
-      if (sample > this.max) this.max = sample;
-      if (++this.samplesInPixel === this.samplesPerPixel) this.closePixel();
-    }
-    this.samples += samples.length;
+    this.add(new Int8Array(chunk.buffer, chunk.byteOffset, chunk.length));
     callback();
   }
 
-  /** Decoded samples so far, at PEAKS_SAMPLE_RATE. */
+  add(samples: Int8Array): void {
+    for (const sample of samples) {
+      if (sample < this.min) this.min = sample;
+      if (sample > this.max) this.max = sample;
+      if (++this.samplesInPixel === this.samplesPerPixel * this.channels) this.closePixel();
+    }
+    this.samples += samples.length;
+  }
+
+  /** Sample frames seen so far, at the collector's sample rate. */
   get sampleCount(): number {
-    return this.samples;
+    return Math.floor(this.samples / this.channels);
   }
 
   /** The peaks, with the last partial pixel. */
   result(): Peaks {
     if (this.samplesInPixel > 0) this.closePixel();
     return {
-      sampleRate: PEAKS_SAMPLE_RATE,
+      sampleRate: this.sampleRate,
       samplesPerPixel: this.samplesPerPixel,
       data: this.pairs.slice(0, this.pairCount * 2),
     };
@@ -91,5 +97,68 @@ export class PeaksCollector extends Writable {
     this.samplesInPixel = 0;
     this.min = 127;
     this.max = -128;
+  }
+}
+
+// The header of ffmpeg's own WAV output is judged by the WAV parser, which needs a limit; the peaks stream
+// is never longer than what the conversion itself allows.
+const NO_LIMIT = { maxDurationSeconds: Number.MAX_SAFE_INTEGER };
+
+/**
+ * Reads ffmpeg's peaks output: the decoded audio as unsigned 8-bit WAV, at its own rate and channels.
+ * Neither is converted (resampling and downmixing would cost the encoder several percent more CPU than
+ * this loop costs the server); a pixel's min and max are taken over all channels. The header tells the
+ * decoded rate and channels, and the sample count the exact decoded duration.
+ */
+export class WavPeaksReader extends Writable {
+  private head = Buffer.alloc(0);
+  private collector: PeaksCollector | undefined;
+  private shape: { sampleRate: number; channels: number } | undefined;
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    try {
+      if (this.collector === undefined) {
+        this.head = Buffer.concat([this.head, chunk]);
+        const wav = parseWavHeader(this.head, NO_LIMIT);
+        if (wav !== undefined) this.start(wav);
+      } else {
+        this.addUnsigned(chunk);
+      }
+      callback();
+    } catch (error) {
+      callback(error instanceof Error ? error : new Error(String(error)));
+    }
+  }
+
+  /** Seconds of audio decoded so far. */
+  get decodedSeconds(): number {
+    return this.collector === undefined || this.shape === undefined
+      ? 0
+      : this.collector.sampleCount / this.shape.sampleRate;
+  }
+
+  /** The decoded audio's rate and channels; undefined when ffmpeg wrote no audio at all. */
+  get decodedShape(): { readonly sampleRate: number; readonly channels: number } | undefined {
+    return this.shape;
+  }
+
+  /** The peaks; undefined when ffmpeg wrote no audio at all. */
+  result(): Peaks | undefined {
+    return this.collector?.result();
+  }
+
+  private start(wav: WavFormat): void {
+    if (wav.sampleFormat !== 'u8') throw new Error('the peaks output is not unsigned 8-bit');
+    this.shape = { sampleRate: wav.sampleRate, channels: wav.channels };
+    const samplesPerPixel = Math.max(1, Math.round(wav.sampleRate / PEAKS_PER_SECOND));
+    this.collector = new PeaksCollector(samplesPerPixel, wav.sampleRate, wav.channels);
+    this.addUnsigned(this.head.subarray(wav.dataOffset));
+    this.head = Buffer.alloc(0);
+  }
+
+  /** Unsigned 8-bit samples (silence at 128) become signed ones by flipping the top bit, in place. */
+  private addUnsigned(chunk: Buffer): void {
+    for (let index = 0; index < chunk.length; index++) chunk[index] = chunk[index]! ^ 0x80;
+    this.collector?.add(new Int8Array(chunk.buffer, chunk.byteOffset, chunk.length));
   }
 }

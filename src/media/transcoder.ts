@@ -1,15 +1,10 @@
-import { execFile, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { spawn } from 'node:child_process';
 import { setPriority } from 'node:os';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { promisify } from 'node:util';
 import { AudioRejected, DomainError, InsufficientStorage, Unavailable } from '../domain/errors.js';
-import { PEAKS_SAMPLE_RATE, PeaksCollector, type Peaks } from './peaks.js';
+import { WavPeaksReader, type Peaks } from './peaks.js';
 import type { PcmSampleFormat } from './wav.js';
-
-const run = promisify(execFile);
 
 /** Raw samples on stdin, described in full: ffmpeg probes nothing and parses no container. */
 export interface RawAudioInput {
@@ -54,13 +49,14 @@ export interface TranscodeResult {
   readonly peaks: Peaks | undefined;
   /** Seconds of audio decoded, counted on the peaks output (0 without it). */
   readonly decodedSeconds: number;
+  /** The decoded audio's rate and channels, from the peaks output. */
+  readonly decodedShape: { readonly sampleRate: number; readonly channels: number } | undefined;
   /** The output's integrated loudness as loudnorm measured it. */
   readonly loudnessLufs: number | undefined;
 }
 
 export interface TranscoderOptions {
   readonly ffmpegPath: string;
-  readonly ffprobePath: string;
   readonly timeoutMs: number;
   /** The address-space limit for ffmpeg, applied through `prlimit` when `prlimitPath` is set. */
   readonly maxMemoryBytes: number;
@@ -140,12 +136,25 @@ export function ffmpegArguments(job: TranscodeJob, outputPath: string | undefine
       : // A seekable file output lets the muxer go back and fill in its header at the end.
         [...firstAudio, ...job.output, '-y', `file:${outputPath}`]),
     ...(job.peaks
-      ? [...firstAudio, '-ac', '1', '-ar', String(PEAKS_SAMPLE_RATE), '-c:a', 'pcm_s8', '-f', 's8', `pipe:${PEAKS_FD}`]
+      ? // 8-bit at the decoded rate and channels, converted no further; the WAV header tells both. Packets
+        // go out as the muxer's buffer fills, not one small write each.
+        [
+          ...firstAudio,
+          '-c:a',
+          'pcm_u8',
+          '-fflags',
+          '+bitexact',
+          '-flush_packets',
+          '0',
+          '-f',
+          'wav',
+          `pipe:${PEAKS_FD}`,
+        ]
       : []),
   ];
 }
 
-/** Runs ffmpeg (and ffprobe) under the service's limits: minimal environment, lower priority, time and memory caps. */
+/** Runs ffmpeg under the service's limits: minimal environment, lower priority, time and memory caps. */
 export class Transcoder {
   constructor(private readonly options: TranscoderOptions) {}
 
@@ -200,7 +209,7 @@ export class Transcoder {
             child.kill('SIGKILL');
             return error instanceof Error ? error : new Error(String(error));
           });
-    const collector = job.peaks ? new PeaksCollector() : undefined;
+    const collector = job.peaks ? new WavPeaksReader() : undefined;
     const peaksOutput = child.stdio[PEAKS_FD];
     const collecting =
       collector === undefined || !(peaksOutput instanceof Readable)
@@ -224,7 +233,8 @@ export class Transcoder {
       }
       return {
         peaks: collector?.result(),
-        decodedSeconds: (collector?.sampleCount ?? 0) / PEAKS_SAMPLE_RATE,
+        decodedSeconds: collector?.decodedSeconds ?? 0,
+        decodedShape: collector?.decodedShape,
         loudnessLufs: keepLoudnessReport ? measuredLoudness(loudnessReport) : undefined,
       };
     } catch (error) {
@@ -235,44 +245,6 @@ export class Transcoder {
       throw error;
     } finally {
       clearTimeout(timer);
-    }
-  }
-
-  /** The rate and channel count of a written file's audio, for outputs whose shape ffmpeg negotiated. */
-  async probeShape(path: string, demuxer: string): Promise<{ sampleRate: number; channels: number }> {
-    const { command, args } = this.commandLine(this.options.ffprobePath, [
-      '-v',
-      'error',
-      '-protocol_whitelist',
-      'file',
-      '-f',
-      demuxer,
-      '-select_streams',
-      'a:0',
-      '-show_entries',
-      'stream=sample_rate,channels',
-      '-of',
-      'json',
-      `file:${path}`,
-    ]);
-    try {
-      const { stdout } = await run(command, args, {
-        timeout: 10_000,
-        env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LC_ALL: 'C' },
-      });
-      const stream = (JSON.parse(stdout) as { streams?: Array<{ sample_rate?: string; channels?: number }> })
-        .streams?.[0];
-      const sampleRate = Number(stream?.sample_rate);
-      const channels = Number(stream?.channels);
-      if (!(sampleRate > 0 && channels > 0)) throw new Error(`ffprobe found no audio stream: ${stdout}`);
-      return { sampleRate, channels };
-    } catch (error) {
-      // prlimit answers 126/127 when it cannot start the program, as spawn does with ENOENT.
-      const code = error instanceof Error && 'code' in error ? error.code : undefined;
-      if (isSpawnFailure(error) || code === 126 || code === 127) {
-        throw new Unavailable('The audio converter is not available.', 30, { cause: error });
-      }
-      throw error;
     }
   }
 
@@ -307,12 +279,6 @@ function measuredLoudness(stderr: string): number | undefined {
   } catch {
     return undefined;
   }
-}
-
-/** ffprobe from the same installation as ffmpeg when there is one beside it, else from PATH. */
-export function ffprobeBeside(ffmpegPath: string): string {
-  const beside = join(dirname(ffmpegPath), 'ffprobe');
-  return ffmpegPath.includes('/') && existsSync(beside) ? beside : 'ffprobe';
 }
 
 function isBrokenPipe(error: unknown): boolean {

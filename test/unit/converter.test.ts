@@ -22,10 +22,12 @@ class FakeTranscoder {
   outputPath: string | undefined;
   runs = 0;
   /** What the next runs report. */
-  result: TranscodeResult = { peaks: PEAKS, decodedSeconds: 2.5, loudnessLufs: undefined };
-  /** What ffprobe would find in the written output. */
-  shape = { sampleRate: 44100, channels: 2 };
-  readonly probed: Array<[string, string]> = [];
+  result: TranscodeResult = {
+    peaks: PEAKS,
+    decodedSeconds: 2.5,
+    decodedShape: { sampleRate: 44100, channels: 2 },
+    loudnessLufs: undefined,
+  };
   /** Runs when the transcoder starts, before it reads anything. */
   onRun: (() => void) | undefined;
 
@@ -40,11 +42,6 @@ class FakeTranscoder {
       this.fed = Buffer.concat(chunks);
     }
     return this.result;
-  }
-
-  async probeShape(path: string, demuxer: string): Promise<{ sampleRate: number; channels: number }> {
-    this.probed.push([path, demuxer]);
-    return this.shape;
   }
 }
 
@@ -162,6 +159,8 @@ function outputValue(job: TranscodeJob | undefined, option: string): string | un
 describe('Converter: a WAV', () => {
   it('feeds the encoder the samples of the data chunk only, described as raw PCM', async () => {
     const { transcoder, converter } = converterWith();
+    // Whatever the decoder reports, a WAV's shape is its header's.
+    transcoder.result = { ...transcoder.result, decodedShape: { sampleRate: 48000, channels: 2 } };
     const audio = samples(16_000);
     const request = await requestFor();
     const result = await converter.convert(inPieces(wav(audio), 4096), '/tmp/out.mp3', request);
@@ -189,7 +188,6 @@ describe('Converter: a WAV', () => {
       peaks: PEAKS,
       loudnessLufs: undefined,
     });
-    expect(transcoder.probed).toEqual([]);
   });
 
   it('reads a header that arrives a byte at a time', async () => {
@@ -250,7 +248,9 @@ describe('Converter: a WAV', () => {
     expect(outputValue(transcoder.job, '-metadata')).toBe('title=Take 1');
     expect(outputValue(transcoder.job, '-metadata:s:a:0')).toBe('title=Take 1');
     expect(transcoder.job?.output?.slice(-2)).toEqual(['-f', 'ogg']);
-    expect(result).toMatchObject({ format: STORED_FORMATS.opus, sampleRate: 8000, channels: 1 });
+    // Encoded from 8 kHz, but an Opus stream decodes at 48 kHz: that is the rate stored.
+    expect(outputValue(transcoder.job, '-ar')).toBe('8000');
+    expect(result).toMatchObject({ format: STORED_FORMATS.opus, sampleRate: 48000, channels: 1 });
   });
 
   it('normalising asks ffmpeg for its loudness report and returns what it measured', async () => {
@@ -279,10 +279,11 @@ describe('Converter: a WAV', () => {
 });
 
 describe('Converter: other inputs', () => {
-  it('streams a FLAC, whole, through the flac demuxer and takes the shape from the written file', async () => {
+  it('streams a FLAC, whole, through the flac demuxer and takes the shape from the decoded audio', async () => {
     const { transcoder, converter } = converterWith(60);
     const upload = flac();
-    transcoder.shape = { sampleRate: 48000, channels: 1 };
+    // Decoded at 96 kHz mono: the MP3 stores the closest rate it allows, 48 kHz, and stays mono.
+    transcoder.result = { ...transcoder.result, decodedShape: { sampleRate: 96000, channels: 1 } };
     const result = await converter.convert(inPieces(upload, 3), '/tmp/out.mp3', await requestFor());
     expectBytes(transcoder.fed, upload);
     expect(transcoder.job?.input).toEqual({ kind: 'stream', demuxer: 'flac' });
@@ -290,7 +291,6 @@ describe('Converter: other inputs', () => {
     expect(outputValue(transcoder.job, '-af')).toMatch(/^aformat=/);
     // ffmpeg stops a little past the limit, so that a file over it shows.
     expect(transcoder.job?.maxDurationSeconds).toBe(61);
-    expect(transcoder.probed).toEqual([['/tmp/out.mp3', 'mp3']]);
     expect(result).toEqual({
       format: STORED_FORMATS.mp3,
       sourceFormat: 'flac',
@@ -304,9 +304,13 @@ describe('Converter: other inputs', () => {
 
   it('copies a FLAC into a FLAC output without re-encoding', async () => {
     const { transcoder, converter } = converterWith();
-    await converter.convert(inPieces(flac(), 64), '/tmp/out.flac', await requestFor({ format: 'flac' }, 'T'));
+    transcoder.result = { ...transcoder.result, decodedShape: { sampleRate: 88200, channels: 6 } };
+    const request = await requestFor({ format: 'flac' }, 'T');
+    const result = await converter.convert(inPieces(flac(), 64), '/tmp/out.flac', request);
     expect(transcoder.job?.output).toEqual(['-c:a', 'copy', ...muxerArguments(STORED_FORMATS.flac, 'T')]);
     expect(transcoder.job?.peaks).toBe(true);
+    // A copy stores exactly what was decoded.
+    expect(result).toMatchObject({ sampleRate: 88200, channels: 6 });
   });
 
   it('reads past an ID3 tag to the first frame before deciding to copy an MP3', async () => {
@@ -396,15 +400,21 @@ describe('Converter: other inputs', () => {
     expect(await rejection(converter.convert(inPieces(flac(), 64), '/tmp/x', await requestFor()))).toBe('too-long');
   });
 
-  it('takes a shape the plan already knows without probing the output', async () => {
+  it('takes a shape the plan already knows, whatever was decoded', async () => {
     const { transcoder, converter } = converterWith();
+    transcoder.result = { ...transcoder.result, decodedShape: { sampleRate: 96000, channels: 6 } };
     const result = await converter.convert(
       inPieces(flac(), 64),
       '/tmp/x',
       await requestFor({ sampleRate: 22050, channels: 1 }),
     );
-    expect(transcoder.probed).toEqual([]);
     expect(result).toMatchObject({ sampleRate: 22050, channels: 1 });
+  });
+
+  it('a file whose decoded audio has no shape (no peaks header from ffmpeg) is undecodable', async () => {
+    const { transcoder, converter } = converterWith();
+    transcoder.result = { ...transcoder.result, decodedShape: undefined };
+    expect(await rejection(converter.convert(inPieces(flac(), 64), '/tmp/x', await requestFor()))).toBe('undecodable');
   });
 
   it('a transcoder that returns no peaks for a peaks job is a bug, not a client error', async () => {

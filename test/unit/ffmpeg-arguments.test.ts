@@ -7,7 +7,6 @@ import {
   type Mp3Encoding,
   type OutputRequest,
 } from '../../src/media/outputs.js';
-import { PEAKS_SAMPLE_RATE } from '../../src/media/peaks.js';
 import {
   ffmpegArguments,
   type RawAudioInput,
@@ -251,9 +250,9 @@ describe('ffmpegArguments: the stored output', () => {
 });
 
 describe('ffmpegArguments: the peaks output', () => {
-  const PEAKS_TAIL = ['-ac', '1', '-ar', '8000', '-c:a', 'pcm_s8', '-f', 's8', 'pipe:3'];
+  const PEAKS_TAIL = ['-c:a', 'pcm_u8', '-fflags', '+bitexact', '-flush_packets', '0', '-f', 'wav', 'pipe:3'];
 
-  it('follows the stored output: first audio stream, mono 8-bit samples at 8 kHz, on fd 3, time-limited', () => {
+  it('follows the stored output: first audio stream, an unsigned 8-bit WAV on fd 3, time-limited', () => {
     const { output, peaks } = split(ffmpegArguments(jobFor(CD, { peaks: true, maxDurationSeconds: 61 }), '/tmp/o'));
     expect(output.at(-1)).toBe('file:/tmp/o');
     expect(valueOf(peaks, '-map')).toBe('0:a:0');
@@ -261,7 +260,10 @@ describe('ffmpegArguments: the peaks output', () => {
     expect(valueOf(peaks, '-map_chapters')).toBe('-1');
     expect(valueOf(peaks, '-t')).toBe('61');
     expect(peaks.slice(-PEAKS_TAIL.length)).toEqual(PEAKS_TAIL);
-    expect(PEAKS_SAMPLE_RATE).toBe(8000);
+    // 8-bit at the decoded rate and channels: neither resampled nor downmixed.
+    expect(peaks).not.toContain('-ac');
+    expect(peaks).not.toContain('-ar');
+    expect(peaks).not.toContain('-af');
     // The stored output is untouched by it.
     expect(valueOf(output, '-ac')).toBe('2');
     expect(valueOf(output, '-ar')).toBe('44100');
@@ -270,7 +272,8 @@ describe('ffmpegArguments: the peaks output', () => {
   it('is absent unless asked for', () => {
     const args = ffmpegArguments(jobFor(CD, { peaks: false }), '/tmp/o');
     expect(args).not.toContain('pipe:3');
-    expect(args).not.toContain('pcm_s8');
+    expect(args).not.toContain('pcm_u8');
+    expect(args).not.toContain('wav');
     expect(args.at(-1)).toBe('file:/tmp/o');
   });
 
@@ -284,6 +287,8 @@ describe('ffmpegArguments: the peaks output', () => {
     expect(args).not.toContain('-t');
     expect(valueOf(peaks, '-map')).toBe('0:a:0');
     expect(args.slice(-PEAKS_TAIL.length)).toEqual(PEAKS_TAIL);
+    expect(peaks).not.toContain('-ac');
+    expect(peaks).not.toContain('-ar');
   });
 });
 

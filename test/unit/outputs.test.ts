@@ -89,13 +89,16 @@ describe('planOutput: defaults', () => {
 describe('planOutput: copying the source', () => {
   it.each(OUTPUT_FORMAT_NAMES)('copies a source already in the %s codec when nothing else is asked', (format) => {
     const result = plan({ format }, { sameCodecAs: format, shape: undefined });
-    expect(result).toEqual({
+    // storedShape is a function: compared on its own below.
+    expect({ ...result, storedShape: undefined }).toEqual({
       format: STORED_FORMATS[format],
       copy: true,
       shape: undefined,
+      storedShape: undefined,
       normalizeToLufs: undefined,
       arguments: ['-c:a', 'copy'],
     });
+    expect(result.storedShape({ sampleRate: 44100, channels: 2 })).toEqual({ sampleRate: 44100, channels: 2 });
   });
 
   it('copies an MP3 source for the default output', () => {
@@ -377,6 +380,88 @@ describe('planOutput: a source of unknown shape', () => {
     const both = plan({ format: 'opus', sampleRate: 16000, channels: 2 }, UNKNOWN);
     expect(both.arguments).not.toContain('-af');
     expect(both.shape).toEqual({ sampleRate: 16000, channels: 2 });
+  });
+});
+
+describe('planOutput: the stored shape, from the decoded one', () => {
+  const stored = (request: OutputRequest, sampleRate: number, channels = 2, source = UNKNOWN) =>
+    plan(request, source).storedShape({ sampleRate, channels });
+
+  it.each(OUTPUT_FORMAT_NAMES)('a copy into %s stores what was decoded, unchanged', (format) => {
+    const copy = plan({ format }, { sameCodecAs: format, shape: undefined });
+    expect(copy.copy).toBe(true);
+    expect(copy.storedShape({ sampleRate: 22050, channels: 6 })).toEqual({ sampleRate: 22050, channels: 6 });
+    expect(copy.storedShape({ sampleRate: 48000, channels: 1 })).toEqual({ sampleRate: 48000, channels: 1 });
+  });
+
+  it('an encode whose shape is known stores that shape, whatever is decoded', () => {
+    expect(stored({ format: 'mp3' }, 8000, 1, CD_WAV)).toEqual({ sampleRate: 44100, channels: 2 });
+    const speech = { sameCodecAs: undefined, shape: { sampleRate: 16000, channels: 1 } };
+    expect(stored({ format: 'flac' }, 44100, 2, speech)).toEqual({ sampleRate: 16000, channels: 1 });
+    // The client fixed both.
+    expect(stored({ format: 'm4a', sampleRate: 22050, channels: 1 }, 96000, 2)).toEqual({
+      sampleRate: 22050,
+      channels: 1,
+    });
+  });
+
+  it.each([
+    [96000, 48000],
+    [192000, 48000],
+    [88200, 48000],
+    [11000, 11025],
+    [10000, 11025],
+    [9000, 8000], // closer below: not raised to the next rate, as for a WAV
+    [44100, 44100],
+    [46050, 44100], // equally far from 44100 and 48000: the first
+    [7000, 8000],
+  ])('mp3 from an unknown source decoded at %i Hz stores the closest allowed rate, %i Hz', (decoded, expected) => {
+    expect(stored({ format: 'mp3' }, decoded).sampleRate).toBe(expected);
+  });
+
+  it.each<[OutputFormatName, number, number]>([
+    ['flac', 96000, 96000],
+    ['flac', 176400, 176400],
+    ['m4a', 176400, 96000],
+    ['m4a', 11000, 11025],
+    ['flac', 8000, 8000],
+  ])('%s from an unknown source decoded at %i Hz stores %i Hz', (format, decoded, expected) => {
+    expect(stored({ format }, decoded).sampleRate).toBe(expected);
+  });
+
+  it('mono stays mono; anything else becomes stereo, unless the client asked', () => {
+    expect(stored({ format: 'mp3' }, 44100, 1).channels).toBe(1);
+    expect(stored({ format: 'mp3' }, 44100, 2).channels).toBe(2);
+    expect(stored({ format: 'flac' }, 44100, 6).channels).toBe(2);
+    expect(stored({ format: 'flac', channels: 1 }, 44100, 6).channels).toBe(1);
+    expect(stored({ format: 'flac', channels: 2 }, 44100, 1).channels).toBe(2);
+  });
+
+  it('a rate the client asked for is stored, whatever is decoded', () => {
+    expect(stored({ format: 'mp3', sampleRate: 16000 }, 96000, 1)).toEqual({ sampleRate: 16000, channels: 1 });
+  });
+
+  it('an MP3 bitrate limits the rates to its MPEG version', () => {
+    expect(stored({ format: 'mp3', bitrateKbps: 320 }, 11025).sampleRate).toBe(32000);
+    expect(stored({ format: 'mp3', bitrateKbps: 8 }, 44100).sampleRate).toBe(24000);
+  });
+
+  it.each<OutputFormatName>(['mp3', 'm4a', 'flac'])(
+    '%s with normalize stores 48 kHz: loudnorm outputs 192 kHz, and the allowed rates stop at 48 kHz',
+    (format) => {
+      expect(stored({ format, normalize: true }, 8000, 1)).toEqual({ sampleRate: 48000, channels: 1 });
+      expect(stored({ format, normalize: true }, 96000, 2)).toEqual({ sampleRate: 48000, channels: 2 });
+    },
+  );
+
+  it('opus is always reported at 48 kHz, the rate it decodes at, whatever it was encoded from', () => {
+    expect(stored({ format: 'opus' }, 12000, 1)).toEqual({ sampleRate: 48000, channels: 1 });
+    expect(stored({ format: 'opus' }, 8000, 2)).toEqual({ sampleRate: 48000, channels: 2 });
+    expect(stored({ format: 'opus', sampleRate: 16000 }, 44100)).toEqual({ sampleRate: 48000, channels: 2 });
+    expect(stored({ format: 'opus', normalize: true }, 12000, 1)).toEqual({ sampleRate: 48000, channels: 1 });
+    const speech = { sameCodecAs: undefined, shape: { sampleRate: 16000, channels: 1 } };
+    expect(plan({ format: 'opus' }, speech).shape).toEqual({ sampleRate: 16000, channels: 1 });
+    expect(stored({ format: 'opus' }, 16000, 1, speech)).toEqual({ sampleRate: 48000, channels: 1 });
   });
 });
 
