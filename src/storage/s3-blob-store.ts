@@ -6,6 +6,7 @@ import { Agent as HttpsAgent } from 'node:https';
 import { PassThrough, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { format } from 'node:util';
 import {
   AbortMultipartUploadCommand,
   DeleteObjectCommand,
@@ -50,8 +51,12 @@ export interface S3ClientSettings {
   readonly maxSockets: number;
   /** A connection that moves no byte for this long fails (a download's client may pause this long, minus a bit). */
   readonly idleTimeoutMs: number;
-  /** Where the SDK's own warnings go (its info and debug lines, one per call, are dropped). */
-  readonly log: { warn(message: string): void; error(message: string): void };
+  /**
+   * Where the SDK's own warnings go. Its info and debug lines (one per call) are dropped, and so are its
+   * error lines: every failed call's error reaches the store's caller, which decides whether it matters
+   * (a HeadObject's 404 is an answer, not a failure).
+   */
+  readonly log: { warn(message: string): void };
 }
 
 /**
@@ -60,7 +65,6 @@ export interface S3ClientSettings {
  */
 export function createS3Client(settings: S3ClientSettings): S3Client {
   const agent = { keepAlive: true, maxSockets: settings.maxSockets };
-  const text = (parts: unknown[]) => parts.map((part) => (typeof part === 'string' ? part : String(part))).join(' ');
   return new S3Client({
     ...(settings.endpoint === undefined ? {} : { endpoint: settings.endpoint }),
     region: settings.region,
@@ -79,11 +83,11 @@ export function createS3Client(settings: S3ClientSettings): S3Client {
       debug: () => {},
       info: () => {},
       warn: (...parts: unknown[]) => {
-        const message = text(parts);
+        const message = format(...parts);
         // A failed PutObject of a file: the store retries it itself, with the file opened again.
         if (!message.includes('non-retryable streaming request')) settings.log.warn(`S3 client: ${message}`);
       },
-      error: (...parts: unknown[]) => settings.log.error(`S3 client: ${text(parts)}`),
+      error: () => {},
     },
   });
 }
