@@ -134,7 +134,7 @@ export interface Config {
   readonly storage: StorageConfig;
 }
 
-export type StorageConfig = { readonly driver: 'local' } | ({ readonly driver: 's3' } & S3Config);
+type StorageConfig = { readonly driver: 'local' } | ({ readonly driver: 's3' } & S3Config);
 
 export interface S3Config {
   /** Unset for AWS S3 itself. */
