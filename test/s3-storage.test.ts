@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
@@ -12,6 +12,7 @@ import { checkStorage } from '../src/services/storage-check.js';
 import { recordKey } from '../src/storage/keys.js';
 import { S3BlobStore } from '../src/storage/s3-blob-store.js';
 import { PREFIX, createUser, parseContentDisposition, recordIdOf, upload, type TestUser } from './kit/client.js';
+import { exists } from './kit/disk.js';
 import { sendRequest } from './kit/http.js';
 import { sha256 } from './kit/process.js';
 import { startS3rver, type RunningS3rver } from './kit/s3rver.js';
@@ -89,6 +90,12 @@ describe('S3BlobStore against s3rver', () => {
     const opened = await store.open(key);
     expect(opened).toMatchObject({ sizeBytes: bytes.length, modifiedAt: info.modifiedAt });
     expect(sha256(await readAll(opened?.stream() ?? Readable.from([])))).toBe(sha256(bytes));
+    // A reader that does not read holds a few buffers, never the object.
+    const unread = opened?.stream() ?? Readable.from([]);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(unread.readableLength).toBeGreaterThan(0);
+    expect(unread.readableLength).toBeLessThan(1024 ** 2);
+    unread.destroy();
     const range = { start: 8 * 1024 ** 2 - 3, end: 8 * 1024 ** 2 + 4 };
     expect(
       (await readAll(opened?.stream(range) ?? Readable.from([]))).equals(bytes.subarray(range.start, range.end + 1)),
@@ -139,6 +146,8 @@ describe('the service on S3, downloads through the service', () => {
 
   it('stores an upload as one object under the prefix and nothing on the local disk but scratch', async () => {
     expect(await s3.keys(prefix)).toEqual([objectKey(prefix, recordId)]);
+    expect(await exists(join(service.dataDir, 'records'))).toBe(false);
+    expect(await readdir(join(service.dataDir, 'tmp'))).toEqual([]);
     const download = await fetch(recordUrl);
     expect(download.status).toBe(200);
     const bytes = Buffer.from(await download.arrayBuffer());
@@ -331,6 +340,7 @@ describe('the service on S3, downloads redirected to the store', () => {
     const fromStore = await fetch(location);
     expect(fromStore.status).toBe(200);
     expect(fromStore.headers.get('content-type')).toBe('audio/mpeg');
+    expect(fromStore.headers.get('cache-control')).toBe('no-cache');
     expect(parseContentDisposition(fromStore.headers.get('content-disposition') ?? '')).toEqual({
       type: 'inline',
       filename: 'Cafe au lait.mp3',

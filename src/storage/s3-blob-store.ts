@@ -227,6 +227,8 @@ export class S3BlobStore implements BlobStore {
       Key: this.objectKey(key),
       ResponseContentType: response.contentType,
       ResponseContentDisposition: response.contentDisposition,
+      // As the service answers downloads itself: a cache revalidates, so a renamed record's new bytes show.
+      ResponseCacheControl: 'no-cache',
     });
     return getSignedUrl(this.client, command, {
       expiresIn: Math.ceil(response.expiresInSeconds * 1.5),

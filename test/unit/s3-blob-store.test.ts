@@ -387,6 +387,7 @@ describe('S3BlobStore at the SDK boundary', () => {
     expect(first.pathname).toBe(`/bucket/audio/${key(10)}`);
     expect(first.searchParams.get('response-content-type')).toBe('audio/mpeg');
     expect(first.searchParams.get('response-content-disposition')).toBe('inline; filename="Take 1.mp3"');
+    expect(first.searchParams.get('response-cache-control')).toBe('no-cache');
     expect(first.searchParams.get('X-Amz-Date')).toBe('20261202T100000Z');
     expect(first.searchParams.get('X-Amz-Expires')).toBe('450');
 
