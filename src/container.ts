@@ -65,6 +65,9 @@ export async function createServices(config: Config, options: ServiceOptions = {
     databaseUrl: config.databaseUrl,
     dataDir: config.dataDir,
     poolSize: options.poolSize ?? Math.max(10, config.convertConcurrency * 2),
+  }).catch((error: unknown) => {
+    storage.close();
+    throw error;
   });
   try {
     if (options.migrate !== false) await database.migrate();
@@ -160,14 +163,9 @@ async function openBlobStore(
       await blobs.checkWritable();
     } catch (error) {
       client.destroy();
-      throw error instanceof StorageUnusable
-        ? new ConfigError(
-            `The S3 storage cannot be used (${describeBucket(s3)}): ${error.message}${hintFor(error.code)}`,
-            {
-              cause: error,
-            },
-          )
-        : error;
+      if (!(error instanceof StorageUnusable)) throw error;
+      const message = `The S3 storage cannot be used (${describeBucket(s3)}): ${error.message}${hintFor(error.code)}`;
+      throw new ConfigError(message, { cause: error });
     }
   }
   return { blobs, freeDiskBytes: () => scratch.freeBytes(), close: () => client.destroy() };

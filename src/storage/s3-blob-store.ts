@@ -1,8 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { Agent as HttpAgent } from 'node:http';
-import { Agent as HttpsAgent } from 'node:https';
 import { PassThrough, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -76,8 +74,9 @@ export function createS3Client(settings: S3ClientSettings): S3Client {
     requestHandler: {
       connectionTimeout: 10_000,
       socketTimeout: settings.idleTimeoutMs,
-      httpAgent: new HttpAgent(agent),
-      httpsAgent: new HttpsAgent(agent),
+      // Options, not agents: the handler makes its own, which client.destroy() closes.
+      httpAgent: agent,
+      httpsAgent: agent,
     },
     logger: {
       debug: () => {},
