@@ -5,8 +5,10 @@ import { checkStorage, isConsistent, type StorageReport } from './services/stora
 
 const USAGE = `Usage: node dist/check-storage.js [--repair] [--min-age SECONDS] [--json]   (or npm run check-storage -- …)
 
-Compares the records table with the MP3 files under DATA_DIR/records (same environment as the service).
-  --repair         delete orphan files and the rows whose file is missing
+Compares the records table with the stored audio: the files under DATA_DIR/records, or the objects under
+S3_PREFIX in S3_BUCKET with STORAGE_DRIVER=s3 (same environment as the service).
+  --repair         delete orphan files and the rows whose file is missing (and, in an object store,
+                   abort uploads left unfinished for more than a day)
   --min-age N      files younger than N seconds are never orphans (default STORAGE_ORPHAN_AGE_SECONDS,
                    at least ${MIN_ORPHAN_AGE_SECONDS}: a younger file may be an upload about to insert its row)
   --json           print the report as JSON
@@ -35,7 +37,7 @@ async function main(): Promise<number> {
   const orphanMinAgeMs = minAge === undefined ? config.storageCheck.orphanMinAgeMs : Number(minAge) * 1000;
 
   // A report changes nothing, the schema included; the service migrates at its start.
-  const services = await createServices(config, { migrate: false, poolSize: 2 });
+  const services = await createServices(config, { migrate: false, poolSize: 2, probeStorage: values.repair });
   try {
     const report = await checkStorage(services.records, services.blobs, {
       removeOrphanFiles: values.repair,
@@ -58,6 +60,11 @@ function describe(report: StorageReport, repaired: boolean): string {
     `Files without a row: ${report.orphanFiles.count}${repaired ? ` (${report.removedFiles} files deleted)` : ''}`,
     ...report.orphanFiles.sample.map((id) => `  ${id}`),
   ];
+  if (report.staleUploads !== null && report.staleUploads > 0) {
+    lines.push(
+      `Unfinished uploads older than a day: ${report.staleUploads}${repaired ? ` (${report.abortedUploads} aborted)` : ''}`,
+    );
+  }
   if (report.recentUnreferencedFiles > 0) {
     lines.push(`Files without a row yet, too recent to judge: ${report.recentUnreferencedFiles}`);
   }

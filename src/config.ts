@@ -56,6 +56,20 @@ const EnvSchema = Type.Object({
   RATE_LIMIT_USER_CREATIONS: Integer({ minimum: 0, default: 600 }),
   MAX_BYTES_PER_USER: Type.Optional(Integer({ minimum: 1 })),
   MAX_RECORDS_PER_USER: Type.Optional(Integer({ minimum: 1 })),
+  STORAGE_DRIVER: Type.Enum(['local', 's3'], { default: 'local' }),
+  S3_ENDPOINT: Type.Optional(Type.String({ pattern: '^https?://[^/?#\\s]+(/[^?#\\s]*)?$' })),
+  S3_REGION: Type.Optional(Type.String({ minLength: 1 })),
+  S3_BUCKET: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$' })),
+  // Keys go under it; a trailing slash is added when missing.
+  S3_PREFIX: Type.String({ pattern: '^([^/\\s][^\\s]*)?$', default: '' }),
+  S3_ACCESS_KEY_ID: Type.Optional(Type.String({ minLength: 1 })),
+  S3_SECRET_ACCESS_KEY: Type.Optional(Type.String({ minLength: 1 })),
+  S3_FORCE_PATH_STYLE: Type.Boolean({ default: false }),
+  S3_DOWNLOAD: Type.Enum(['proxy', 'redirect'], { default: 'proxy' }),
+  // A single PutObject up to this size (at most 5 GiB, S3's limit), a multipart upload above it.
+  S3_MULTIPART_THRESHOLD_BYTES: Integer({ minimum: 0, maximum: 5 * 1024 ** 3, default: 64 * 1024 ** 2 }),
+  // A presigned URL is valid for between this and 1.5 times this (SigV4 allows 7 days in all).
+  S3_PRESIGN_SECONDS: Integer({ minimum: 10, maximum: 4 * 24 * 3600, default: 300 }),
 });
 
 type Env = Static<typeof EnvSchema>;
@@ -116,6 +130,26 @@ export interface Config {
   readonly corsOrigins: readonly string[];
   readonly rateLimit: RateLimitConfig;
   readonly quota: QuotaConfig;
+  /** Where finished audio lives: files under `dataDir/records`, or an S3-compatible bucket. */
+  readonly storage: StorageConfig;
+}
+
+type StorageConfig = { readonly driver: 'local' } | ({ readonly driver: 's3' } & S3Config);
+
+export interface S3Config {
+  /** Unset for AWS S3 itself. */
+  readonly endpoint: string | undefined;
+  readonly region: string;
+  readonly bucket: string;
+  /** Empty, or ends with a slash. */
+  readonly prefix: string;
+  /** Both set, or neither (the SDK's own chain then: AWS_* variables, a shared profile, an instance role). */
+  readonly credentials: { readonly accessKeyId: string; readonly secretAccessKey: string } | undefined;
+  readonly forcePathStyle: boolean;
+  /** Stream downloads through the service, or answer 302 to a presigned URL of the object store. */
+  readonly download: 'proxy' | 'redirect';
+  readonly multipartThresholdBytes: number;
+  readonly presignSeconds: number;
 }
 
 interface StorageCheckConfig {
@@ -159,7 +193,49 @@ export function loadConfig(environment: NodeJS.ProcessEnv = process.env): Config
     }
     throw new ConfigError(`Invalid configuration:\n${[...problems.values()].join('\n')}`);
   }
+  const missing = storageProblems(candidate);
+  if (missing.length > 0) throw new ConfigError(`Invalid configuration:\n${missing.join('\n')}`);
   return configFromEnv(candidate);
+}
+
+/** What the chosen storage driver needs and the schema alone cannot say. */
+function storageProblems(env: Env): string[] {
+  if (env.STORAGE_DRIVER !== 's3') return [];
+  const problems: string[] = [];
+  for (const name of ['S3_BUCKET', 'S3_REGION'] as const) {
+    if (env[name] === undefined) problems.push(`  ${name}: required when STORAGE_DRIVER=s3`);
+  }
+  if ((env.S3_ACCESS_KEY_ID === undefined) !== (env.S3_SECRET_ACCESS_KEY === undefined)) {
+    const [given, absent] =
+      env.S3_ACCESS_KEY_ID === undefined
+        ? ['S3_SECRET_ACCESS_KEY', 'S3_ACCESS_KEY_ID']
+        : ['S3_ACCESS_KEY_ID', 'S3_SECRET_ACCESS_KEY'];
+    problems.push(`  ${absent}: required with ${given} (set both, or neither to use the AWS SDK's own credentials)`);
+  }
+  if (env.S3_PREFIX.split('/').some((segment, index, all) => segment === '' && index < all.length - 1)) {
+    problems.push(`  S3_PREFIX: no empty segments (got ${JSON.stringify(env.S3_PREFIX)})`);
+  }
+  return problems;
+}
+
+function storageConfigOf(env: Env): StorageConfig {
+  if (env.STORAGE_DRIVER === 'local') return Object.freeze({ driver: 'local' });
+  const { S3_ACCESS_KEY_ID: accessKeyId, S3_SECRET_ACCESS_KEY: secretAccessKey } = env;
+  return Object.freeze({
+    driver: 's3',
+    endpoint: env.S3_ENDPOINT?.replace(/\/+$/, ''),
+    region: env.S3_REGION ?? '',
+    bucket: env.S3_BUCKET ?? '',
+    prefix: env.S3_PREFIX === '' || env.S3_PREFIX.endsWith('/') ? env.S3_PREFIX : `${env.S3_PREFIX}/`,
+    credentials:
+      accessKeyId === undefined || secretAccessKey === undefined
+        ? undefined
+        : Object.freeze({ accessKeyId, secretAccessKey }),
+    forcePathStyle: env.S3_FORCE_PATH_STYLE,
+    download: env.S3_DOWNLOAD,
+    multipartThresholdBytes: env.S3_MULTIPART_THRESHOLD_BYTES,
+    presignSeconds: env.S3_PRESIGN_SECONDS,
+  });
 }
 
 function configFromEnv(env: Env): Config {
@@ -212,6 +288,7 @@ function configFromEnv(env: Env): Config {
       userCreations: env.RATE_LIMIT_USER_CREATIONS,
     }),
     quota: Object.freeze({ maxBytesPerUser: env.MAX_BYTES_PER_USER, maxRecordsPerUser: env.MAX_RECORDS_PER_USER }),
+    storage: storageConfigOf(env),
   });
 }
 

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { FastifyBaseLogger } from 'fastify';
-import type { Config } from './config.js';
+import { ConfigError, type Config, type S3Config } from './config.js';
 import { openDatabase, type DatabaseHandle } from './db/client.js';
 import { RecordRepository } from './db/records.js';
 import { UserRepository } from './db/users.js';
@@ -16,6 +16,7 @@ import { RecordingService } from './services/recordings.js';
 import { UploadCaps } from './services/upload-caps.js';
 import type { BlobStore } from './storage/blob-store.js';
 import { LocalBlobStore } from './storage/local-blob-store.js';
+import { createS3Client, S3BlobStore, StorageUnusable } from './storage/s3-blob-store.js';
 import { ScratchDirectory } from './storage/scratch.js';
 
 /** Everything the entry points use, built from one Config. */
@@ -44,6 +45,11 @@ export interface ServiceOptions {
   readonly migrate?: boolean;
   /** Most database connections; by default enough for every conversion slot twice. */
   readonly poolSize?: number;
+  /**
+   * Prove an object store writable before anything else (default): a wrong bucket or key stops the
+   * process with a clear error. A report-only tool, which writes nothing, skips it.
+   */
+  readonly probeStorage?: boolean;
 }
 
 /**
@@ -53,23 +59,27 @@ export interface ServiceOptions {
  */
 export async function createServices(config: Config, options: ServiceOptions = {}): Promise<Services> {
   const logger = createLogger(config, options.logStream);
+  const scratch = new ScratchDirectory(join(config.dataDir, 'tmp'));
+  const storage = await openBlobStore(config, scratch, logger, options.probeStorage !== false);
   const database = await openDatabase({
     databaseUrl: config.databaseUrl,
     dataDir: config.dataDir,
     poolSize: options.poolSize ?? Math.max(10, config.convertConcurrency * 2),
+  }).catch((error: unknown) => {
+    storage.close();
+    throw error;
   });
   try {
     if (options.migrate !== false) await database.migrate();
   } catch (error) {
     await database.close();
+    storage.close();
     throw error;
   }
 
   const users = new UserRepository(database.db);
   const records = new RecordRepository(database.db);
-  const scratch = new ScratchDirectory(join(config.dataDir, 'tmp'));
-  const blobs = new LocalBlobStore(join(config.dataDir, 'records'), scratch);
-  await blobs.init();
+  const { blobs } = storage;
   const converter = new Converter(
     new Transcoder({
       ffmpegPath: config.ffmpegPath,
@@ -102,9 +112,83 @@ export async function createServices(config: Config, options: ServiceOptions = {
       quota,
       caps: new UploadCaps({ perUser: config.maxUploadsPerUser, perAddress: config.maxUploadsPerAddress }),
       minFreeDiskBytes: config.minFreeDiskBytes,
-      freeDiskBytes: async () => Math.min(await scratch.freeBytes(), await blobs.freeBytes()),
+      freeDiskBytes: storage.freeDiskBytes,
+      redirectDownloadsSeconds:
+        config.storage.driver === 's3' && config.storage.download === 'redirect'
+          ? config.storage.presignSeconds
+          : undefined,
     }),
     converterReady: () => (converterCheck ??= checkFfmpeg(config.ffmpegPath)),
-    close: () => database.close(),
+    close: async () => {
+      await database.close();
+      storage.close();
+    },
   };
+}
+
+interface OpenedStore {
+  readonly blobs: BlobStore;
+  /** The free space uploads need: the scratch folder's, and the local store's where audio is on this disk. */
+  readonly freeDiskBytes: () => Promise<number>;
+  close(): void;
+}
+
+async function openBlobStore(
+  config: Config,
+  scratch: ScratchDirectory,
+  logger: FastifyBaseLogger,
+  probe: boolean,
+): Promise<OpenedStore> {
+  if (config.storage.driver === 'local') {
+    const blobs = new LocalBlobStore(join(config.dataDir, 'records'), scratch);
+    await blobs.init();
+    return {
+      blobs,
+      freeDiskBytes: async () => Math.min(await scratch.freeBytes(), await blobs.freeBytes()),
+      close: () => {},
+    };
+  }
+  const s3 = config.storage;
+  const client = createS3Client({
+    ...s3,
+    // Each proxied download holds one connection to the store: never make a download wait for one.
+    maxSockets: config.maxConnections + 4 * config.convertConcurrency,
+    idleTimeoutMs: config.responseIdleTimeoutMs + 60_000,
+    log: logger.child({ component: 's3' }),
+  });
+  const blobs = new S3BlobStore(client, s3);
+  if (probe) {
+    try {
+      await blobs.checkWritable();
+    } catch (error) {
+      client.destroy();
+      if (!(error instanceof StorageUnusable)) throw error;
+      const message = `The S3 storage cannot be used (${describeBucket(s3)}): ${error.message}${hintFor(error.code)}`;
+      throw new ConfigError(message, { cause: error });
+    }
+  }
+  return { blobs, freeDiskBytes: () => scratch.freeBytes(), close: () => client.destroy() };
+}
+
+function describeBucket(s3: S3Config): string {
+  return `S3_BUCKET=${s3.bucket}, S3_ENDPOINT=${s3.endpoint ?? '(AWS)'}, S3_REGION=${s3.region}, S3_PREFIX=${s3.prefix === '' ? '(none)' : s3.prefix}`;
+}
+
+/** Which settings to look at, by the store's error code. */
+function hintFor(code: string): string {
+  if (code === 'NoSuchBucket') return '\nCheck S3_BUCKET: the bucket must exist (the service does not create it).';
+  if (
+    ['InvalidAccessKeyId', 'SignatureDoesNotMatch', 'AccessDenied', 'Forbidden', 'CredentialsProviderError'].includes(
+      code,
+    )
+  ) {
+    return '\nCheck S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY, and that the key may read, write, list and delete under S3_PREFIX.';
+  }
+  if (['PermanentRedirect', 'AuthorizationHeaderMalformed', 'IllegalLocationConstraintException'].includes(code)) {
+    return "\nCheck S3_REGION: it must be the bucket's region.";
+  }
+  if (['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'TimeoutError', 'ECONNRESET'].includes(code)) {
+    return '\nCheck S3_ENDPOINT (and S3_FORCE_PATH_STYLE): the store cannot be reached.';
+  }
+  return '';
 }

@@ -27,11 +27,7 @@ export function sendFile(request: FastifyRequest, reply: FastifyReply, response:
     etag: response.etag,
     'last-modified': lastModified,
     'cache-control': 'no-cache',
-    'content-disposition': contentDisposition(response.downloadName, {
-      type: 'inline',
-      // Non-ASCII names go in filename* (RFC 6266 / 8187); filename keeps an ASCII-only stand-in.
-      fallback: /^[\x20-\x7e]*$/.test(response.downloadName) ? true : asciiFallback(response.downloadName),
-    }),
+    'content-disposition': inlineDisposition(response.downloadName),
   });
 
   if (notModified(request, response.etag, file.modifiedAt)) {
@@ -61,6 +57,15 @@ export function sendFile(request: FastifyRequest, reply: FastifyReply, response:
     return reply.send();
   }
   return reply.send(file.stream(range));
+}
+
+/** `inline` with the download's name, for a browser's "save as" (also what a presigned URL asks the store for). */
+export function inlineDisposition(downloadName: string): string {
+  return contentDisposition(downloadName, {
+    type: 'inline',
+    // Non-ASCII names go in filename* (RFC 6266 / 8187); filename keeps an ASCII-only stand-in.
+    fallback: /^[\x20-\x7e]*$/.test(downloadName) ? true : asciiFallback(downloadName),
+  });
 }
 
 /** Closes a blob that will not be streamed; a failure to close is logged, never left unhandled. */

@@ -99,6 +99,8 @@ export interface RecordingDependencies {
   readonly minFreeDiskBytes: number;
   /** … and the space left where its scratch file and its audio are written, whichever is less. */
   readonly freeDiskBytes: () => Promise<number>;
+  /** Send clients to the store's presigned URLs, valid at least this long; unset: the service streams audio. */
+  readonly redirectDownloadsSeconds?: number | undefined;
 }
 
 /** The use cases of recordings: upload, list, inspect, rename, delete, and play by link. */
@@ -269,6 +271,19 @@ export class RecordingService {
   /** A record by its link: the two ids are the capability, no token is needed. */
   async findByLink(recordId: string, userId: string): Promise<RecordRow> {
     return found(await this.deps.records.findOwned(recordId, userId));
+  }
+
+  /**
+   * Where the client fetches the audio from the store itself, answering with these headers; undefined
+   * when the service streams it (the default, and the only way for a store on this machine's disk).
+   */
+  async downloadLocation(
+    record: RecordRow,
+    response: { readonly contentType: string; readonly contentDisposition: string },
+  ): Promise<string | undefined> {
+    const seconds = this.deps.redirectDownloadsSeconds;
+    if (seconds === undefined || this.deps.blobs.presignedUrl === undefined) return undefined;
+    return this.deps.blobs.presignedUrl(audioKey(record), { ...response, expiresInSeconds: seconds });
   }
 
   async openAudio(record: RecordRow, log: Logger): Promise<OpenedBlob> {

@@ -22,7 +22,14 @@ export interface StorageCheckOptions {
   readonly signal?: AbortSignal;
   /** How many ids each list of the report keeps; the counts are always complete. */
   readonly listLimit?: number;
+  /**
+   * Unfinished uploads (an object store's multipart uploads) older than this are stale, and aborted along
+   * with orphan files; a day by default, since a live one can take as long as a huge file's transfer.
+   */
+  readonly incompleteUploadMinAgeMs?: number;
 }
+
+const INCOMPLETE_UPLOAD_MIN_AGE_MS = 24 * 3600 * 1000;
 
 export interface StorageReport {
   readonly filesScanned: number;
@@ -37,6 +44,9 @@ export interface StorageReport {
   readonly strayEntries: IdList;
   readonly removedFiles: number;
   readonly removedRows: number;
+  /** Unfinished uploads older than the minimum age; null when the store has none or cannot list them. */
+  readonly staleUploads: number | null;
+  readonly abortedUploads: number;
   /** False when the check was stopped before it covered every shard. */
   readonly complete: boolean;
 }
@@ -67,6 +77,8 @@ export async function checkStorage(
     strayEntries: idList(),
     removedFiles: 0,
     removedRows: 0,
+    staleUploads: null as number | null,
+    abortedUploads: 0,
     complete: false,
   };
   const add = (list: IdList, id: string) => {
@@ -122,6 +134,13 @@ export async function checkStorage(
     // Long checks must not starve the requests served meanwhile.
     await yieldToEventLoop();
   }
+  if (blobs.incompleteUploads !== undefined) {
+    const uploads = await blobs.incompleteUploads(options.incompleteUploadMinAgeMs ?? INCOMPLETE_UPLOAD_MIN_AGE_MS, {
+      abort: options.removeOrphanFiles,
+    });
+    report.staleUploads = uploads?.stale ?? null;
+    report.abortedUploads = uploads?.aborted ?? 0;
+  }
   report.complete = true;
   return report;
 }
@@ -174,6 +193,7 @@ export function startStorageCheck(
           rowsScanned: report.rowsScanned,
           filesScanned: report.filesScanned,
           removedOrphanFiles: report.removedFiles,
+          abortedUploads: report.abortedUploads,
           rowsWithoutFile: report.rowsWithoutFile.count,
           strayEntries: report.strayEntries.count,
         },

@@ -29,6 +29,20 @@ export interface LocalFile {
   readonly path: string;
 }
 
+/** The response headers a presigned URL makes the object store answer with. */
+export interface PresignedResponse {
+  readonly contentType: string;
+  readonly contentDisposition: string;
+  /** The shortest time the URL stays valid. */
+  readonly expiresInSeconds: number;
+}
+
+/** Uploads a store began and never finished, old enough to be abandoned. */
+export interface IncompleteUploads {
+  readonly stale: number;
+  readonly aborted: number;
+}
+
 /**
  * Where finished audio lives, by key (see keys.ts). A put is durable when it resolves, and readers never
  * see a partial blob.
@@ -42,4 +56,11 @@ export interface BlobStore {
   delete(key: string): Promise<void>;
   /** Every blob whose key starts with `prefix`, including names the service never writes. */
   list(prefix: string): AsyncIterable<ListedBlob>;
+  /** A URL where the store itself serves the blob for a while; only stores that can serve clients have it. */
+  presignedUrl?(key: string, response: PresignedResponse): Promise<string>;
+  /**
+   * Uploads begun more than `olderThanMs` ago and never finished (a process died in the middle), aborted
+   * when `abort` is set; only stores that have such uploads have it. Undefined when it cannot list them.
+   */
+  incompleteUploads?(olderThanMs: number, options: { abort: boolean }): Promise<IncompleteUploads | undefined>;
 }

@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { RecordingService } from '../../services/recordings.js';
 import type { BlobInfo } from '../../storage/blob-store.js';
 import { DownloadQuery, PeaksResponse, RecordMetadata } from '../api-schemas.js';
-import { sendFile } from '../file-response.js';
+import { inlineDisposition, sendFile } from '../file-response.js';
 import { toAudiowaveformJson } from '../../media/peaks.js';
 import { downloadNameOf, PEAKS_PATH, type RecordViews } from '../record-views.js';
 import { problemResponses } from '../route-options.js';
@@ -23,7 +23,9 @@ export const recordLinkRoutes: FastifyPluginAsyncTypebox<{ recordings: Recording
       summary: 'Download a recording',
       description:
         'Streams the MP3 (with Range and conditional requests). No token is needed: the two ids are the ' +
-        'capability. A client whose `Accept` prefers `application/json` gets the record’s metadata instead.',
+        'capability. A client whose `Accept` prefers `application/json` gets the record’s metadata instead. ' +
+        'With audio in an object store and `S3_DOWNLOAD=redirect`, the answer is a 302 to a short-lived ' +
+        'presigned URL of the store, which answers the same type and disposition.',
       querystring: DownloadQuery,
       produces: ['audio/mpeg', JSON_TYPE],
       response: {
@@ -32,6 +34,10 @@ export const recordLinkRoutes: FastifyPluginAsyncTypebox<{ recordings: Recording
           content: { 'audio/mpeg': AUDIO, [JSON_TYPE]: { schema: RecordMetadata } },
         },
         206: { description: 'One byte range of the MP3.', content: { 'audio/mpeg': AUDIO } },
+        302: {
+          description: 'The audio, at a presigned URL of the object store (`S3_DOWNLOAD=redirect`).',
+          type: 'null',
+        },
         304: { description: 'Not modified.', type: 'null' },
         ...problemResponses(400, 404, 416),
       },
@@ -46,12 +52,21 @@ export const recordLinkRoutes: FastifyPluginAsyncTypebox<{ recordings: Recording
       if (request.accepts().type([record.mimeType, JSON_TYPE]) === JSON_TYPE) {
         return reply.type(JSON_TYPE).send(views.metadataOf(request, app.prefix, record));
       }
+      const downloadName = downloadNameOf(record);
+      const location = await recordings.downloadLocation(record, {
+        contentType: record.mimeType,
+        contentDisposition: inlineDisposition(downloadName),
+      });
+      if (location !== undefined) {
+        // The URL changes every few minutes: this answer must not be kept; the store's own answer may be.
+        return reply.code(302).header('location', location).header('cache-control', 'no-store').send();
+      }
       const file = await recordings.openAudio(record, request.log);
       return sendFile(request, reply, {
         file,
         contentType: record.mimeType,
         etag: audioEtag(record.recordId, file),
-        downloadName: downloadNameOf(record),
+        downloadName,
       });
     },
   });
@@ -81,7 +96,8 @@ export const recordLinkRoutes: FastifyPluginAsyncTypebox<{ recordings: Recording
 
 /**
  * Strong, and the same from every process that serves the file: the record, and the size and time of the
- * bytes stored for it (a rename rewrites them with a new tag).
+ * bytes stored for it (a rename rewrites them with a new tag). For an object store the time is the
+ * object's Last-Modified, which every replica reads alike.
  */
 function audioEtag(recordId: string, file: BlobInfo): string {
   return `"${recordId}-${file.sizeBytes.toString(36)}-${file.modifiedAt.getTime().toString(36)}"`;
