@@ -404,7 +404,9 @@ describe('ffmpeg runs with nothing it does not need', () => {
       expect(await readFile(`${fake.path}.limits`, 'utf8')).toMatch(/805306368\s+805306368/);
       const args = (await readFile(`${fake.path}.args`, 'utf8')).split('\n');
       expect(args).toEqual(expect.arrayContaining(['-max_alloc', '-protocol_whitelist', 'pipe', 's16le', '-t', '60']));
-      expect(args).not.toContain('wav');
+      // ffmpeg never parses the upload's WAV container: raw samples in (its own WAV is only the peaks output).
+      expect(args.slice(0, args.indexOf('-i'))).not.toContain('wav');
+      expect(args[args.indexOf('-i') + 1]).toBe('pipe:0');
     } finally {
       delete process.env.SECRET_FOR_THE_TEST;
       await service.cleanup();
