@@ -107,11 +107,12 @@ export class Converter {
       this.limits.maxDurationSeconds + DURATION_OVERSHOOT_SECONDS,
       outputPath,
     );
-    if (result.decodedSeconds === 0) throw new AudioRejected('undecodable', 'The file holds no decodable audio.');
+    if (result.decodedShape === undefined || result.decodedSeconds === 0) {
+      throw new AudioRejected('undecodable', 'The file holds no decodable audio.');
+    }
     if (result.decodedSeconds > this.limits.maxDurationSeconds) {
       throw new AudioRejected('too-long', `The recording is longer than ${this.limits.maxDurationSeconds} seconds.`);
     }
-    if (result.decodedShape === undefined) throw new AudioRejected('undecodable', 'The file holds no decodable audio.');
     const shape = plan.storedShape(result.decodedShape);
     return {
       format: plan.format,

@@ -182,12 +182,10 @@ export class Transcoder {
       }
     }
 
+    // The tail also holds loudnorm's closing report, when the job asked for it.
     let stderrTail = '';
-    const keepLoudnessReport = job.reportsLoudness === true;
-    let loudnessReport = '';
     child.stderr?.setEncoding('utf8').on('data', (text: string) => {
       stderrTail = (stderrTail + text).slice(-STDERR_TAIL_BYTES);
-      if (keepLoudnessReport) loudnessReport = (loudnessReport + text).slice(-STDERR_TAIL_BYTES);
     });
 
     let timedOut = false;
@@ -235,7 +233,7 @@ export class Transcoder {
         peaks: collector?.result(),
         decodedSeconds: collector?.decodedSeconds ?? 0,
         decodedShape: collector?.decodedShape,
-        loudnessLufs: keepLoudnessReport ? measuredLoudness(loudnessReport) : undefined,
+        loudnessLufs: job.reportsLoudness === true ? measuredLoudness(stderrTail) : undefined,
       };
     } catch (error) {
       if (error instanceof DomainError) throw error;
