@@ -427,9 +427,9 @@ describe('fuzzing every endpoint', () => {
           const answer = await rawHttp(port, Buffer.concat([Buffer.from(head, 'latin1'), body]));
           const sent = `${head}[${body.length} bytes of ${parts.length} parts]`;
           expectSafe(answer, sent);
-          expect(multipartStatuses(parts, boundaryKind, body.length < whole.length, closed, wavHead), sent).toContain(
-            answer.status,
-          );
+          // The close delimiter's own CRLF is optional (RFC 2046): a closed form cut only there is complete.
+          const truncated = body.length < whole.length - (closed ? 2 : 0);
+          expect(multipartStatuses(parts, boundaryKind, truncated, closed, wavHead), sent).toContain(answer.status);
         },
       ),
       {
