@@ -7,6 +7,8 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 120_000,
     pool: 'forks',
+    // TEST_STORAGE=s3: one s3rver for the run, which every service the kit starts stores its audio in.
+    globalSetup: ['test/kit/s3-global-setup.ts'],
     coverage: {
       provider: 'v8',
       include: ['src/**/*.ts'],

@@ -1,22 +1,28 @@
 /**
- * `npm run bench`: the measurements of issues 3 and 10, each beside its baseline, on this machine.
+ * `npm run bench`: the measurements of issues 3 and 10 and of object storage (rows 24–26: the S3 driver
+ * against s3rver, which the bench starts), each beside its baseline, on this machine.
  *
  *   npm run bench                  full sizes, 3 alternating runs, writes docs/benchmarks.md
  *   npm run bench -- --runs 5      more runs per median
  *   npm run bench -- --only 1,4    a subset (the file is still written, with only those rows)
+ *   npm run bench -- --only 24,25,26 --out bench/.work/s3-rows.md   the object-storage rows alone
  *   npm run bench:smoke            tiny sizes, 1 run, writes bench/.work/benchmarks-smoke.md (CI)
  *
  * Other flags: --out <file>, --skip-build, --no-profile, --no-presets, --note "<text>".
- * The service runs as `node dist/main.js` on PostgreSQL when DATABASE_URL is set, else on PGlite.
+ * The service runs as `npm start` runs it (`node <its flags> dist/main.js`) on PostgreSQL when DATABASE_URL is set, else on PGlite.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus, release, totalmem, tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { createReadStream, readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { GetObjectCommand, HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import autocannon from 'autocannon';
 import type { EncodingConfig } from '../src/config.js';
+import { recordKey } from '../src/storage/keys.js';
 import {
   BYTES_PER_SECOND,
   bareFfmpegArguments,
@@ -57,7 +63,11 @@ import {
   startService,
   type Service,
 } from './lib/service.js';
-import { max, median, sleep } from '../test/kit/stats.js';
+import { cpuSplitCells, startCpuSplit, type CpuSplit } from './lib/cpu.js';
+import { runWrk, startStaticNginx } from './lib/wrk.js';
+import { sendRequest } from '../test/kit/http.js';
+import { startS3rver, type RunningS3rver } from '../test/kit/s3rver.js';
+import { max, median, now, sleep } from '../test/kit/stats.js';
 
 // ---------------------------------------------------------------------------------------------------------
 // Settings
@@ -98,6 +108,27 @@ const PEAKS_ROW = SPOOLED_ROW + 1;
 // A difference of a few percent: more runs than the others (they are cheap, ~10 s a pair at full size).
 const peaksRuns = smoke ? runs : Math.max(runs, 5);
 const BIG_FLAC_ROW = PEAKS_ROW + 1;
+// Object storage: the long WAV uploaded with STORAGE_DRIVER=s3 (24), sent at 10 MB/s with a multipart put
+// (25), and its MP3 downloaded through the service's proxy (26), each beside the local driver.
+const S3_UPLOAD_ROW = BIG_FLAC_ROW + 1;
+const S3_LAG_ROW = S3_UPLOAD_ROW + 1;
+const S3_DOWNLOAD_ROW = S3_LAG_ROW + 1;
+const S3_ROWS = [S3_UPLOAD_ROW, S3_LAG_ROW, S3_DOWNLOAD_ROW];
+// The web app's weight: everything the page can load, as the service sends it compressed (27).
+const WEB_ROW = S3_DOWNLOAD_ROW + 1;
+// Cores busy and the CPU split of row 4's runs (28), measured with 4.
+const CPU_SPLIT_ROW = WEB_ROW + 1;
+const WEB_BUDGET_BYTES = 120 * 1024;
+// Both databases side by side (29): the service's resident memory idle and under row 4's load, and row 5's
+// latency, on the embedded PGlite and (when DATABASE_URL is set) on PostgreSQL, whichever the run uses.
+const DATABASES_ROW = WEB_ROW + 2;
+const EMBEDDED_IDLE_GOAL_KIB = 160 * 1024;
+const EMBEDDED_LOADED_GOAL_KIB = 200 * 1024;
+// Row 25's service: every object as a multipart upload (0 is the setting's minimum). The service's parts are
+// max(8 MiB, size / 10,000) (src/storage/s3-blob-store.ts), 4 in flight: the 10-minute MP3 is 2 parts.
+const MULTIPART_THRESHOLD_BYTES = 0;
+const PART_BYTES = 8 * 1024 ** 2;
+const PARTS_IN_FLIGHT = 4;
 const KIND_ROWS = Array.from({ length: SPOOLED_ROW - KIND_FULL_SPEED_ROW + 1 }, (_, i) => KIND_FULL_SPEED_ROW + i);
 const CONCURRENT_UPLOADS = 8; // measurement 4
 const OVERLOAD_UPLOADS = 50; // measurement 8
@@ -189,6 +220,13 @@ async function alternate(
       await b(run);
       await a(run);
     }
+  }
+}
+
+/** Runs every step `count` times, each run starting one step further along, so that drift hits all alike. */
+async function rotate(steps: ReadonlyArray<(run: number) => Promise<void>>, count = runs): Promise<void> {
+  for (let run = 0; run < count; run++) {
+    for (let index = 0; index < steps.length; index++) await steps[(run + index) % steps.length]?.(run);
   }
 }
 
@@ -346,14 +384,18 @@ async function concurrentUploads(service: Service, user: User, shortWav: string)
   const serviceTimes: number[] = [];
   const bareTimes: number[] = [];
   const latencies: number[] = [];
+  const serviceSplits: CpuSplit[] = [];
+  const bareSplits: CpuSplit[] = [];
   let samplerFailures = 0;
   const wav = fileWav(shortWav, sizes.shortSeconds);
   await alternate(
     async () => {
       const sampler = startLatencySampler(service.url, `${tag}l`, SAMPLER_INTERVAL_MS);
+      const cpu = await startCpuSplit(service.pid, service.config.databaseUrl);
       const results = await Promise.all(
         Array.from({ length: CONCURRENT_UPLOADS }, () => uploadAudio({ baseUrl: service.url, user, audio: wav })),
       );
+      serviceSplits.push(await cpu.stop());
       const sampled = await sampler.stop();
       results.forEach((result) => expectOk(result, 'concurrent upload (4)'));
       serviceTimes.push(max(results.map((r) => r.endedAt)) - Math.min(...results.map((r) => r.startedAt)));
@@ -366,7 +408,9 @@ async function concurrentUploads(service: Service, user: User, shortWav: string)
         (_, index) => () =>
           runBare(FFMPEG, bareFfmpegArguments(service.config, shortWav, join(WORK, `bare-${index}.mp3`))),
       );
+      const cpu = await startCpuSplit(undefined, undefined);
       bareTimes.push(await runPool(jobs, concurrency));
+      bareSplits.push(await cpu.stop());
     },
   );
   if (selected(4)) {
@@ -381,6 +425,15 @@ async function concurrentUploads(service: Service, user: User, shortWav: string)
       met: ratio <= 1.1,
     });
     details.push(`- **4** service: ${list(serviceTimes, s)}; bare ffmpeg: ${list(bareTimes, s)}.`);
+  }
+  if (selected(CPU_SPLIT_ROW)) {
+    const { detail, ...cells } = cpuSplitCells(serviceSplits, bareSplits);
+    record({
+      id: CPU_SPLIT_ROW,
+      measurement: 'during 4: cores busy (/proc/stat) and CPU-seconds by process (/proc/PID/stat)',
+      ...cells,
+    });
+    details.push(`- **${CPU_SPLIT_ROW}** ${detail}`);
   }
   if (selected(5)) {
     const loaded = summarizeLatencies(latencies);
@@ -451,49 +504,93 @@ async function createUsersUnderLoad(service: Service): Promise<void> {
   });
 }
 
-/** 7: GET of the MP3 stored by 1, whole and by Range, with the server's RSS growth meanwhile. */
+const DOWNLOAD_CONNECTIONS = 16; // measurements 7 and 26
+const RANGE_BYTES = 256 * 1024;
+
+/** Request headers for a player seeking: one 256 KiB range at a random place of a `size`-byte file. */
+const randomRange = (size: number) => (): Record<string, string> => {
+  const start = Math.floor(Math.random() * Math.max(1, size - RANGE_BYTES));
+  return { range: `bytes=${start}-${start + RANGE_BYTES - 1}` };
+};
+
+/** `body`'s result, with the peak RSS growth of process `pid` while it ran (KiB). */
+async function withMemory<T>(pid: number, body: () => Promise<T>): Promise<{ summary: T; growthKiB: number }> {
+  const idle = await memoryOf(pid);
+  const wasReset = await resetPeak(pid);
+  const memory = startMemorySampler(pid, wasReset);
+  const summary = await body();
+  const peak = await memory.stop();
+  return { summary, growthKiB: peak.peakKiB - idle.rssKiB };
+}
+
+/**
+ * 7: GET of the MP3 stored by 1, whole and by Range, with wrk (a C client, so that the client is not the
+ * limit), against nginx serving the same file with sendfile in the same run; the server's RSS growth meanwhile.
+ */
 async function downloadsUnderLoad(service: Service): Promise<void> {
   if (recordPathForDownload === undefined) throw new Error('7 needs the MP3 of 1');
-  const path = recordPathForDownload;
-  const head = await simpleRequest(service.url, 'HEAD', path);
-  const size = Number(head.headers['content-length'] ?? 0);
-  const runLoad = async (withRange: boolean) => {
-    const idle = await memoryOf(service.pid);
-    const wasReset = await resetPeak(service.pid);
-    const memory = startMemorySampler(service.pid, wasReset);
-    const rangeBytes = 256 * 1024;
-    const summary = await downloadLoad(service.url, path, 16, sizes.loadSeconds, (): Record<string, string> => {
-      if (!withRange) return {};
-      // A player seeking: one 256 KiB range at a random place.
-      const start = Math.floor(Math.random() * Math.max(1, size - rangeBytes));
-      return { range: `bytes=${start}-${start + rangeBytes - 1}` };
+  const url = `${service.url}${recordPathForDownload}`;
+  const recordId = new URL(url).searchParams.get('record_id') ?? '';
+  const file = join(service.config.dataDir, 'records', recordKey(recordId, 'mp3'));
+  const size = (await stat(file)).size;
+  const range = { sizeBytes: size, rangeBytes: RANGE_BYTES };
+  await expectDownloadAnswers(url, size);
+  const nginx = await startStaticNginx(file);
+  try {
+    const load = (target: string, ranged: boolean) =>
+      runWrk({
+        url: target,
+        connections: DOWNLOAD_CONNECTIONS,
+        seconds: sizes.loadSeconds,
+        ...(ranged ? { range } : {}),
+      });
+    const whole = await withMemory(service.pid, () => load(url, false));
+    const nginxWhole = await load(nginx.fileUrl, false);
+    const ranged = await withMemory(service.pid, () => load(url, true));
+    const nginxRanged = await load(nginx.fileUrl, true);
+    const wholeRatio = whole.summary.mbPerSecond / nginxWhole.mbPerSecond;
+    const rangeRatio = ranged.summary.requestsPerSecond / nginxRanged.requestsPerSecond;
+    const failures = [whole.summary, ranged.summary, nginxWhole, nginxRanged].reduce(
+      (sum, run) => sum + run.errors + run.badStatuses,
+      0,
+    );
+    record({
+      id: 7,
+      measurement: `GET of a ${(size / 1e6).toFixed(1)} MB MP3, ${DOWNLOAD_CONNECTIONS} connections, ${sizes.loadSeconds} s (wrk); then 256 KiB Range requests at random places`,
+      service: `${whole.summary.mbPerSecond.toFixed(0)} MB/s (${whole.summary.requestsPerSecond.toFixed(1)} req/s); ranges: ${ranged.summary.mbPerSecond.toFixed(0)} MB/s (${ranged.summary.requestsPerSecond.toFixed(0)} req/s)`,
+      baseline: `nginx, same file, sendfile, 1 worker: ${nginxWhole.mbPerSecond.toFixed(0)} MB/s (${nginxWhole.requestsPerSecond.toFixed(1)} req/s); ranges: ${nginxRanged.mbPerSecond.toFixed(0)} MB/s (${nginxRanged.requestsPerSecond.toFixed(0)} req/s)`,
+      result: `whole ×${wholeRatio.toFixed(2)} of nginx; ranges ${ranged.summary.requestsPerSecond.toFixed(0)} req/s (×${rangeRatio.toFixed(2)}); server RSS growth ${mib(whole.growthKiB)} whole, ${mib(ranged.growthKiB)} ranges; ${failures} errors`,
+      target: '≥ 0.60 of nginx whole; ≥ 4,000 req/s ranges; no whole file in memory',
+      // 16 connections holding whole files would add 16 × the file size.
+      met:
+        failures === 0 &&
+        wholeRatio >= 0.6 &&
+        ranged.summary.requestsPerSecond >= 4000 &&
+        Math.max(whole.growthKiB, ranged.growthKiB) * 1024 < Math.max(16 * size, 32 * 1024 ** 2),
     });
-    const peak = await memory.stop();
-    return { summary, growthKiB: peak.peakKiB - idle.rssKiB };
-  };
-  const whole = await runLoad(false);
-  const ranged = await runLoad(true);
-  const expected = (code: string) => (summary: DownloadLoad) =>
-    summary.errors === 0 && summary.statuses.split(' ').every((entry) => entry.startsWith(`${code}×`));
-  record({
-    id: 7,
-    measurement: `GET of a ${(size / 1e6).toFixed(1)} MB MP3, 16 connections, ${sizes.loadSeconds} s (node:http client); then 256 KiB Range requests`,
-    service: `${whole.summary.mbPerSecond.toFixed(0)} MB/s (${whole.summary.requestsPerSecond.toFixed(1)} req/s); ranges: ${ranged.summary.mbPerSecond.toFixed(0)} MB/s (${ranged.summary.requestsPerSecond.toFixed(0)} req/s)`,
-    baseline: `server RSS growth: ${mib(whole.growthKiB)} whole, ${mib(ranged.growthKiB)} ranges`,
-    result: `${whole.summary.statuses}; ranges ${ranged.summary.statuses}`,
-    target: 'record it; no whole file in memory',
-    // 16 connections holding whole files would add 16 × the file size.
-    met:
-      expected('200')(whole.summary) &&
-      expected('206')(ranged.summary) &&
-      Math.max(whole.growthKiB, ranged.growthKiB) * 1024 < Math.max(16 * size, 32 * 1024 ** 2)
-        ? undefined
-        : false,
-  });
-  details.push(
-    `- **7** p99 latency: whole ${whole.summary.p99} ms, ranges ${ranged.summary.p99} ms. ` +
-      `RSS growth is the server's peak VmRSS during the load minus its RSS just before.`,
-  );
+    details.push(
+      `- **7** p50/p99 latency (wrk): whole ${whole.summary.p50Ms.toFixed(1)}/${whole.summary.p99Ms.toFixed(1)} ms ` +
+        `(nginx ${nginxWhole.p50Ms.toFixed(1)}/${nginxWhole.p99Ms.toFixed(1)} ms), ranges ` +
+        `${ranged.summary.p50Ms.toFixed(1)}/${ranged.summary.p99Ms.toFixed(1)} ms ` +
+        `(nginx ${nginxRanged.p50Ms.toFixed(1)}/${nginxRanged.p99Ms.toFixed(1)} ms). wrk, the service and nginx ` +
+        `share this machine's cores. RSS growth is the server's peak VmRSS during the load minus its RSS just before.`,
+    );
+  } finally {
+    await nginx.stop();
+  }
+}
+
+/** wrk counts only statuses outside 2xx/3xx: the answers it will get are checked once beforehand. */
+async function expectDownloadAnswers(url: string, size: number): Promise<void> {
+  const whole = await sendRequest(url);
+  const ranged = await sendRequest(url, { headers: { range: `bytes=0-${RANGE_BYTES - 1}` } });
+  const expectedRange = `bytes 0-${Math.min(RANGE_BYTES, size) - 1}/${size}`;
+  if (whole.status !== 200 || whole.body.length !== size || ranged.status !== 206) {
+    throw new Error(`7: expected 200 and 206, got ${whole.status} (${whole.body.length} bytes) and ${ranged.status}`);
+  }
+  if (ranged.headers['content-range'] !== expectedRange) {
+    throw new Error(`7: Content-Range ${ranged.headers['content-range']}, expected ${expectedRange}`);
+  }
 }
 
 /** 3: RSS growth of the server process while a big WAV, made on the fly, is uploaded and converted. */
@@ -710,6 +807,36 @@ async function spooledMp4(service: Service, user: User, media: Media): Promise<v
  * with and without the second output on fd 3, by the child's CPU time (user + system). Runs alone, with no
  * service: each run's CPU time is read from this process's reaped-children times.
  */
+/**
+ * The built page (dist/web, from `npm run build`): index.html and every script and style it can load, the
+ * player included, in the encodings the service sends (brotli, else gzip), against the uncompressed files.
+ */
+async function webAppWeight(): Promise<void> {
+  const webDir = join(REPO_ROOT, 'dist', 'web');
+  const assets = (await readdir(join(webDir, 'assets'))).filter((name) => /\.(js|css)$/.test(name));
+  const files = ['index.html', ...assets.map((name) => join('assets', name))];
+  const sizes = await Promise.all(
+    files.map(async (file) => {
+      const size = async (suffix: string) => (await readFile(join(webDir, `${file}${suffix}`))).length;
+      return { file, plain: await size(''), brotli: await size('.br'), gzip: await size('.gz') };
+    }),
+  );
+  const total = (key: 'plain' | 'brotli' | 'gzip') => sizes.reduce((sum, size) => sum + size[key], 0);
+  const kb = (bytes: number) => `${(bytes / 1024).toFixed(1)} KB`;
+  record({
+    id: WEB_ROW,
+    measurement: `web app: everything the page can load (${files.length} files), compressed`,
+    service: `brotli ${kb(total('brotli'))}, gzip ${kb(total('gzip'))}`,
+    baseline: `uncompressed ${kb(total('plain'))}`,
+    result: `${kb(total('brotli'))} (×${(total('brotli') / total('plain')).toFixed(3)} of uncompressed)`,
+    target: `≤ ${kb(WEB_BUDGET_BYTES)} compressed`,
+    met: total('brotli') <= WEB_BUDGET_BYTES,
+  });
+  details.push(
+    `Web app files (row ${WEB_ROW}): ${sizes.map((size) => `${size.file} ${kb(size.plain)} → br ${kb(size.brotli)} / gz ${kb(size.gzip)}`).join('; ')}.`,
+  );
+}
+
 async function peaksCost(settings: ServiceSettings, longWav: string): Promise<void> {
   const withPeaks: Array<{ wallMs: number; cpuMs: number }> = [];
   const without: Array<{ wallMs: number; cpuMs: number }> = [];
@@ -741,6 +868,76 @@ async function peaksCost(settings: ServiceSettings, longWav: string): Promise<vo
       s,
     );
   details.push(`- **${PEAKS_ROW}** CPU with peaks: ${cpuList(withPeaks)}; without: ${cpuList(without)}.`);
+}
+
+interface DatabaseFootprint {
+  readonly name: string;
+  /** VmRSS a few seconds after /ready, on a new data folder (as after a first `npm start`). */
+  readonly idleKiB: number;
+  /** VmHWM at that moment: the start-up's peak. */
+  readonly startPeakKiB: number;
+  /** Peak VmRSS while row 4's uploads and row 5's requests run. */
+  readonly loadedKiB: number;
+  readonly latency: ReturnType<typeof summarizeLatencies>;
+  readonly failures: number;
+}
+
+/** 29: the service on each database, fresh: idle RSS, then row 4's load with row 5's sampler beside it. */
+async function databaseFootprints(shortWav: string): Promise<void> {
+  const databases: Array<[string, Record<string, string>]> = [['PGlite', { DATABASE_URL: '' }]];
+  if (process.env.DATABASE_URL) databases.push(['PostgreSQL', {}]);
+  const footprints: DatabaseFootprint[] = [];
+  for (const [name, env] of databases) {
+    footprints.push(
+      await withService(`footprint-${name}`, env, async (service) => {
+        await sleep(smoke ? 500 : 3000);
+        const idle = await memoryOf(service.pid);
+        const user = await createUser(service.url, tag);
+        const wav = fileWav(shortWav, sizes.shortSeconds);
+        expectOk(await uploadAudio({ baseUrl: service.url, user, audio: wav }), 'warm-up');
+        let loadedKiB = 0;
+        let failures = 0;
+        const latencies: number[] = [];
+        for (let run = 0; run < runs; run++) {
+          const memory = startMemorySampler(service.pid, await resetPeak(service.pid));
+          const sampler = startLatencySampler(service.url, `${tag}${name[0]}${run}`, SAMPLER_INTERVAL_MS);
+          const results = await Promise.all(
+            Array.from({ length: CONCURRENT_UPLOADS }, () => uploadAudio({ baseUrl: service.url, user, audio: wav })),
+          );
+          const sampled = await sampler.stop();
+          results.forEach((result) => expectOk(result, `concurrent upload (${DATABASES_ROW})`));
+          latencies.push(...sampled.latencies);
+          failures += sampled.failures;
+          loadedKiB = Math.max(loadedKiB, (await memory.stop()).peakKiB);
+        }
+        const latency = summarizeLatencies(latencies);
+        return { name, idleKiB: idle.rssKiB, startPeakKiB: idle.hwmKiB, loadedKiB, latency, failures };
+      }),
+    );
+  }
+  const describe = (f: DatabaseFootprint) =>
+    `${f.name}: idle ${mib(f.idleKiB)} (start-up peak ${mib(f.startPeakKiB)}), loaded ${mib(f.loadedKiB)}, ` +
+    `POST /users p99 ${ms(f.latency.p99)}${f.failures > 0 ? ` (${f.failures} failed)` : ''}`;
+  const [embedded, postgres] = footprints as [DatabaseFootprint, DatabaseFootprint | undefined];
+  record({
+    id: DATABASES_ROW,
+    measurement:
+      `server RSS on a new data folder, idle 3 s after /ready and peak under 4's load (${CONCURRENT_UPLOADS} uploads), ` +
+      `with 5's POST /users latency beside it, on each database`,
+    service: describe(embedded),
+    baseline: postgres === undefined ? 'PostgreSQL: not measured (DATABASE_URL unset)' : describe(postgres),
+    result: `PGlite ${mib(embedded.idleKiB)} idle, ${mib(embedded.loadedKiB)} loaded; p99 ${footprints.map((f) => `${ms(f.latency.p99)} ${f.name}`).join(', ')}`,
+    target: `PGlite ≤ ${mib(EMBEDDED_IDLE_GOAL_KIB)} idle, ≤ ${mib(EMBEDDED_LOADED_GOAL_KIB)} loaded; p99 ≤ 50 ms on each`,
+    met:
+      embedded.idleKiB <= EMBEDDED_IDLE_GOAL_KIB &&
+      embedded.loadedKiB <= EMBEDDED_LOADED_GOAL_KIB &&
+      footprints.every((f) => f.latency.p99 <= 50 && f.failures === 0),
+  });
+  details.push(
+    `- **${DATABASES_ROW}** each database on a service of its own, started on an empty data folder; ` +
+      `loaded = the larger of VmHWM (reset before the load) and VmRSS sampled every 50 ms, over ${runs} round(s) of ` +
+      `${CONCURRENT_UPLOADS} uploads; latencies as 5 (n=${footprints.map((f) => `${f.latency.count} ${f.name}`).join(', ')}).`,
+  );
 }
 
 /** 23: RSS growth of the server process while a big 24-bit 96 kHz FLAC is uploaded and converted. */
@@ -784,6 +981,323 @@ async function bigFlacUpload(
     target: '≤ 64 MiB',
     met: growth <= 64 * 1024,
   });
+}
+
+/** A service with a user of its own, and the last record it stored from the long WAV at full speed (24). */
+interface Target {
+  readonly service: Service;
+  readonly user: User;
+  stored?: { readonly path: string; readonly recordId: string };
+}
+
+/** The record an upload's answer links to: its download path and id. */
+function storedRecord(result: UploadResult): { path: string; recordId: string } {
+  const url = new URL((JSON.parse(result.body) as { record_url: string }).record_url);
+  return { path: `${url.pathname}${url.search}`, recordId: url.searchParams.get('record_id') ?? '' };
+}
+
+async function warmedTarget(service: Service, shortWav: string): Promise<Target> {
+  const user = await createUser(service.url, tag);
+  expectOk(await uploadAudio({ baseUrl: service.url, user, audio: fileWav(shortWav, sizes.shortSeconds) }), 'warm-up');
+  return { service, user };
+}
+
+/**
+ * 24–26: the S3 driver against s3rver (a real S3 endpoint in Node, started here on the same machine) beside
+ * the local driver (`local`, already warm) and bare ffmpeg. One S3 service with the defaults (one PutObject
+ * for an MP3 below S3_MULTIPART_THRESHOLD_BYTES' 64 MiB, S3_DOWNLOAD=proxy) serves 24 and 26; row 25 adds
+ * one whose threshold makes every put a multipart upload.
+ */
+async function objectStorage(local: Target, longWav: string, shortWav: string): Promise<void> {
+  const s3 = await startS3rver();
+  const prefix = `bench-${tag}/`;
+  try {
+    await withService('s3', s3.env(`${prefix}put/`), async (service) => {
+      const put = await warmedTarget(service, shortWav);
+      if (selected(S3_UPLOAD_ROW) || selected(S3_DOWNLOAD_ROW)) await s3Uploads(put, local, longWav);
+      if (selected(S3_LAG_ROW)) {
+        await withService(
+          's3-multipart',
+          { ...s3.env(`${prefix}multipart/`), S3_MULTIPART_THRESHOLD_BYTES: String(MULTIPART_THRESHOLD_BYTES) },
+          async (multipartService) => {
+            const multipart = await warmedTarget(multipartService, shortWav);
+            await s3Lags(s3, `${prefix}multipart/`, multipart, put, local, longWav);
+          },
+        );
+      }
+      if (selected(S3_DOWNLOAD_ROW)) await s3Downloads(s3, `${prefix}put/`, put, local);
+    });
+  } finally {
+    await s3.stop();
+  }
+}
+
+/** 24: one long upload at full speed with the S3 driver, the local driver and bare ffmpeg, in turn. */
+async function s3Uploads(s3: Target, local: Target, longWav: string): Promise<void> {
+  const wav = fileWav(longWav, sizes.longSeconds);
+  const times = new Map<Target, number[]>([
+    [s3, []],
+    [local, []],
+  ]);
+  const upload = (target: Target) => async () => {
+    const result = expectOk(
+      await uploadAudio({ baseUrl: target.service.url, user: target.user, audio: wav }),
+      `upload (${S3_UPLOAD_ROW}, ${target.service.config.storage.driver})`,
+    );
+    times.get(target)?.push(result.endedAt - result.startedAt);
+    target.stored = storedRecord(result);
+  };
+  if (!selected(S3_UPLOAD_ROW)) {
+    // Only 26: one MP3 in each store to download.
+    await upload(s3)();
+    await upload(local)();
+    return;
+  }
+  const bareTimes: number[] = [];
+  await rotate([
+    upload(s3),
+    upload(local),
+    async () => {
+      bareTimes.push(
+        (await runBare(FFMPEG, bareFfmpegArguments(local.service.config, longWav, join(WORK, 'bare-s3.mp3')))).wallMs,
+      );
+    },
+  ]);
+  const s3Times = times.get(s3) ?? [];
+  const localTimes = times.get(local) ?? [];
+  const [s3Median, localMedian, bare] = [median(s3Times), median(localTimes), median(bareTimes)];
+  record({
+    id: S3_UPLOAD_ROW,
+    measurement:
+      `one upload, ${duration(sizes.longSeconds)} WAV (${(wav.bytes / 1e6).toFixed(0)} MB), full speed, with STORAGE_DRIVER=s3 ` +
+      `(s3rver on the same machine; the MP3 in one PutObject, below the default S3_MULTIPART_THRESHOLD_BYTES)`,
+    service: s(s3Median),
+    baseline: `${s(localMedian)} local driver; ${s(bare)} bare ffmpeg`,
+    result: `×${(s3Median / localMedian).toFixed(3)} of local, ×${(s3Median / bare).toFixed(3)} of bare ffmpeg`,
+    target: 'record it',
+    met: undefined,
+  });
+  // Within one run the three are a few seconds apart: their ratios are less exposed to the machine's drift.
+  const perRun = (times: readonly number[]) =>
+    s3Times.map((time, run) => `×${(time / (times[run] ?? Number.NaN)).toFixed(2)}`).join(', ');
+  details.push(
+    `- **${S3_UPLOAD_ROW}** S3 driver: ${list(s3Times, s)}; local driver: ${list(localTimes, s)}; ` +
+      `bare ffmpeg: ${list(bareTimes, s)} (the three in turn, each run starting with the next). ` +
+      `Run by run, S3 against local: ${perRun(localTimes)}; against bare ffmpeg: ${perRun(bareTimes)}.`,
+  );
+}
+
+/**
+ * 25: the long WAV sent at 10 MB/s: the answer after the last byte with the S3 driver (multipart put, and
+ * one PutObject) against the local driver's. The service encodes into a temp file and puts it once the
+ * encoder has finished, so the difference is what the put adds. The bench's own put of the same MP3 to
+ * s3rver (the service's SDK settings, then a HeadObject as the service does) shows the store's share.
+ */
+async function s3Lags(
+  s3: RunningS3rver,
+  multipartPrefix: string,
+  multipart: Target,
+  put: Target,
+  local: Target,
+  longWav: string,
+): Promise<void> {
+  const wav = fileWav(longWav, sizes.longSeconds);
+  const lags = new Map<Target, number[]>([
+    [multipart, []],
+    [put, []],
+    [local, []],
+  ]);
+  const totals = new Map<Target, number[]>([
+    [multipart, []],
+    [put, []],
+    [local, []],
+  ]);
+  const throttled = (target: Target) => async () => {
+    const result = expectOk(
+      await uploadAudio({
+        baseUrl: target.service.url,
+        user: target.user,
+        audio: wav,
+        bytesPerSecond: THROTTLE_BYTES_PER_SECOND,
+      }),
+      `throttled upload (${S3_LAG_ROW})`,
+    );
+    if (result.lastByteAt === undefined)
+      throw new Error(`throttled upload (${S3_LAG_ROW}): the body was not sent in full`);
+    lags.get(target)?.push(result.endedAt - result.lastByteAt);
+    totals.get(target)?.push(result.endedAt - result.startedAt);
+    if (target === multipart) multipartRecordId = storedRecord(result).recordId;
+  };
+  let multipartRecordId = '';
+  await rotate([throttled(multipart), throttled(put), throttled(local)]);
+
+  // The stored MP3, put again by the bench: multipart as the service does it, and as one PutObject.
+  const key = `${multipartPrefix}${recordKey(multipartRecordId, 'mp3')}`;
+  const mp3Path = join(WORK, 's3-put.mp3');
+  const mp3 = await s3.body(key);
+  await writeFile(mp3Path, mp3);
+  const directTimes = { multipart: [] as number[], put: [] as number[] };
+  const directPut = async (asMultipart: boolean) => {
+    const params = {
+      Bucket: s3.bucket,
+      Key: `${multipartPrefix}direct-${asMultipart ? 'multipart' : 'put'}.mp3`,
+      Body: createReadStream(mp3Path),
+      ContentLength: mp3.length,
+    };
+    const started = now();
+    if (asMultipart) {
+      await new Upload({
+        client: s3.client,
+        params,
+        partSize: Math.max(PART_BYTES, Math.ceil(mp3.length / 10_000)),
+        queueSize: PARTS_IN_FLIGHT,
+        leavePartsOnError: false,
+      }).done();
+    } else {
+      await s3.client.send(new PutObjectCommand(params));
+    }
+    await s3.client.send(new HeadObjectCommand({ Bucket: params.Bucket, Key: params.Key }));
+    (asMultipart ? directTimes.multipart : directTimes.put).push(now() - started);
+  };
+  await alternate(
+    () => directPut(true),
+    () => directPut(false),
+  );
+
+  const lag = (target: Target) => median(lags.get(target) ?? []);
+  const [multipartLag, putLag, localLag] = [lag(multipart), lag(put), lag(local)];
+  const plus = (ms: number) => `${ms >= 0 ? '+' : '−'}${s(Math.abs(ms))}`;
+  const parts = Math.max(1, Math.ceil(mp3.length / PART_BYTES));
+  record({
+    id: S3_LAG_ROW,
+    measurement:
+      `the same WAV sent at ${THROTTLE_BYTES_PER_SECOND / 1e6} MB/s with STORAGE_DRIVER=s3 and a multipart put ` +
+      `(S3_MULTIPART_THRESHOLD_BYTES=${MULTIPART_THRESHOLD_BYTES}: the ${mbOf(mp3.length)} MP3 in ${parts} part(s)` +
+      `${parts === 1 ? ', which lib-storage sends as one PutObject' : ''}): last byte sent → response`,
+    service: s(multipartLag),
+    baseline: `${s(localLag)} local driver; ${s(putLag)} S3 with one PutObject`,
+    result:
+      `${s(multipartLag)}: ${plus(multipartLag - localLag)} over local (one PutObject: ${plus(putLag - localLag)}) ` +
+      `(whole request ${s(median(totals.get(multipart) ?? []))})`,
+    target: '≤ 1 s',
+    met: multipartLag <= 1000,
+  });
+  const runsOf = (target: Target) => list(lags.get(target) ?? [], s);
+  details.push(
+    `- **${S3_LAG_ROW}** last byte → response, multipart: ${runsOf(multipart)}; one PutObject: ${runsOf(put)}; ` +
+      `local: ${runsOf(local)} (the three in turn, each run starting with the next). The bench's own put of the ` +
+      `same MP3 to s3rver, then a HeadObject, as the service does after the encoder: multipart ` +
+      `${list(directTimes.multipart, s)}, one PutObject ${list(directTimes.put, s)}.`,
+  );
+}
+
+/**
+ * 26: the MP3 of 24 downloaded through the S3 service (S3_DOWNLOAD=proxy: a HeadObject and a GetObject
+ * from s3rver per request) and from the local driver, whole and by 256 KiB ranges, with the same client as
+ * 7; and from s3rver itself by a presigned GET, which is what the proxy adds its own cost to.
+ */
+async function s3Downloads(s3: RunningS3rver, prefix: string, proxy: Target, local: Target): Promise<void> {
+  if (proxy.stored === undefined || local.stored === undefined)
+    throw new Error(`${S3_DOWNLOAD_ROW} needs the MP3s of ${S3_UPLOAD_ROW}`);
+  const presigned = new URL(
+    await getSignedUrl(
+      s3.client,
+      new GetObjectCommand({ Bucket: s3.bucket, Key: `${prefix}${recordKey(proxy.stored.recordId, 'mp3')}` }),
+      { expiresIn: 3600 },
+    ),
+  );
+  const source = async (name: string, baseUrl: string, path: string, pid: number | undefined) => {
+    const head = await simpleRequest(baseUrl, 'HEAD', path);
+    return { name, baseUrl, path, pid, size: Number(head.headers['content-length'] ?? 0) };
+  };
+  type Source = Awaited<ReturnType<typeof source>>;
+  const sources: Source[] = [
+    await source('proxy', proxy.service.url, proxy.stored.path, proxy.service.pid),
+    await source('local', local.service.url, local.stored.path, local.service.pid),
+    await source('s3rver', s3.endpoint, `${presigned.pathname}${presigned.search}`, undefined),
+  ];
+  type Mode = 'whole' | 'ranges';
+  const results = new Map<string, Array<{ summary: DownloadLoad; growthKiB: number | undefined }>>();
+  const load = (from: Source, mode: Mode) => () =>
+    downloadLoad(
+      from.baseUrl,
+      from.path,
+      DOWNLOAD_CONNECTIONS,
+      sizes.loadSeconds,
+      mode === 'ranges' ? randomRange(from.size) : undefined,
+    );
+  await rotate(
+    sources.map((from) => async () => {
+      for (const mode of ['whole', 'ranges'] as const) {
+        const result =
+          from.pid === undefined
+            ? { summary: await load(from, mode)(), growthKiB: undefined }
+            : await withMemory(from.pid, load(from, mode));
+        const key = `${from.name} ${mode}`;
+        results.set(key, [...(results.get(key) ?? []), result]);
+      }
+    }),
+  );
+  const of = (name: string, mode: Mode) => results.get(`${name} ${mode}`) ?? [];
+  const mbps = (name: string, mode: Mode) => median(of(name, mode).map((r) => r.summary.mbPerSecond));
+  const rps = (name: string, mode: Mode) => median(of(name, mode).map((r) => r.summary.requestsPerSecond));
+  const growth = (name: string, mode: Mode) => max(of(name, mode).map((r) => r.growthKiB ?? 0));
+  const rates = (name: string) =>
+    `${mbps(name, 'whole').toFixed(0)} MB/s (${rps(name, 'whole').toFixed(1)} req/s); ` +
+    `ranges: ${mbps(name, 'ranges').toFixed(0)} MB/s (${rps(name, 'ranges').toFixed(0)} req/s)`;
+  const ratio = (name: string, mode: Mode) => `×${(mbps('proxy', mode) / mbps(name, mode)).toFixed(2)}`;
+  const statuses = (name: string, mode: Mode) => {
+    const counts = new Map<string, number>();
+    let errors = 0;
+    for (const { summary } of of(name, mode)) {
+      errors += summary.errors;
+      for (const entry of summary.statuses.split(' ').filter((e) => e !== '')) {
+        const [code = '', count = '0'] = entry.split('×');
+        counts.set(code, (counts.get(code) ?? 0) + Number(count));
+      }
+    }
+    const text = [...counts].map(([code, count]) => `${code}×${count}`).join(' ');
+    return { text: `${text}${errors > 0 ? `, ${errors} errors` : ''}`, counts, errors };
+  };
+  const allAnswered = sources.every((from) =>
+    (['whole', 'ranges'] as const).every((mode) => {
+      const { counts, errors } = statuses(from.name, mode);
+      return errors === 0 && counts.size === 1 && counts.has(mode === 'whole' ? '200' : '206');
+    }),
+  );
+  const size = sources[0]?.size ?? 0;
+  const proxyGrowthKiB = Math.max(growth('proxy', 'whole'), growth('proxy', 'ranges'));
+  record({
+    id: S3_DOWNLOAD_ROW,
+    measurement:
+      `GET of the ${(size / 1e6).toFixed(1)} MB MP3 of ${S3_UPLOAD_ROW} with S3_DOWNLOAD=proxy, ${DOWNLOAD_CONNECTIONS} connections, ` +
+      `${sizes.loadSeconds} s × ${runs} (node:http client, as 7); then 256 KiB Range requests`,
+    service: rates('proxy'),
+    baseline: `local driver: ${rates('local')}; s3rver itself (presigned GET): ${rates('s3rver')}`,
+    result:
+      `${ratio('local', 'whole')} of local (ranges ${ratio('local', 'ranges')}), ` +
+      `${ratio('s3rver', 'whole')} of s3rver (ranges ${ratio('s3rver', 'ranges')}); ` +
+      `server RSS growth ${mib(growth('proxy', 'whole'))} whole, ${mib(growth('proxy', 'ranges'))} ranges ` +
+      `(local: ${mib(growth('local', 'whole'))}, ${mib(growth('local', 'ranges'))})`,
+    target: 'record it; no whole file in memory',
+    // 16 connections holding whole files would add 16 × the file size.
+    met:
+      allAnswered && proxyGrowthKiB * 1024 < Math.max(DOWNLOAD_CONNECTIONS * size, 32 * 1024 ** 2) ? undefined : false,
+  });
+  details.push(
+    `- **${S3_DOWNLOAD_ROW}** medians of ${runs} run(s) of ${sizes.loadSeconds} s, the three sources in turn. Answers: ` +
+      sources
+        .map(
+          (from) => `${from.name} ${statuses(from.name, 'whole').text}, ranges ${statuses(from.name, 'ranges').text}`,
+        )
+        .join('; ') +
+      `. s3rver is Node too, on the same two cores as the service and the client: every proxied request is a ` +
+      `HeadObject and a GetObject that it serves from its files, work a real store does not put on this machine. ` +
+      `s3rver's own rate (the presigned GET, the same client) is what the proxy could reach here at best; what it ` +
+      `loses below that is the service's own work (receiving every byte from s3rver and sending it again, two ` +
+      `requests to the store per download) and the cores it shares with s3rver. RSS growth is the service's peak ` +
+      `VmRSS during a load minus its RSS just before, the largest of the runs (s3rver's own is not measured).`,
+  );
 }
 
 /** Encoder presets: bare ffmpeg on the long WAV with the default and faster settings. */
@@ -949,7 +1463,7 @@ async function writeReport(
     'npm run bench:smoke                # tiny sizes, 1 run (CI); writes bench/.work/benchmarks-smoke.md',
     '```',
     '',
-    'The script builds the service (`npm run build`) and starts it as `node dist/main.js` on a free port with a',
+    'The script builds the service (`npm run build`) and starts it as `npm start` does (`node`, its flags, `dist/main.js`) on a free port with a',
     'temporary `DATA_DIR`, generates its audio with ffmpeg into `bench/.work/` (git-ignored), and runs every',
     'measurement beside its baseline. "Bare ffmpeg" is the same binary with exactly the service’s arguments',
     '(`planOutput` and `muxerArguments` from `src/media/outputs.ts`, `ffmpegArguments` from',
@@ -985,8 +1499,20 @@ async function writeReport(
           `row 3 is (${BIG_FLAC_ROW}).`,
           '',
         ]),
-    `Service and baseline alternate (the first to run swaps every run) and each figure is the median of ${runs}`,
-    'run(s); ratios against the baseline are the headline numbers, because this machine is shared and noisy.',
+    `Rows ${S3_UPLOAD_ROW}–${S3_DOWNLOAD_ROW} (object storage): the service with \`STORAGE_DRIVER=s3\` against s3rver, a real S3`,
+    'endpoint written in Node that the script starts on this machine (`test/kit/s3rver.ts`: one bucket, path-style),',
+    'beside a service with the local driver: the long WAV uploaded at full speed to each and encoded by bare ffmpeg,',
+    `the three in turn (${S3_UPLOAD_ROW}); sent at 10 MB/s, timing the answer after the last byte with a multipart put (a`,
+    `service with \`S3_MULTIPART_THRESHOLD_BYTES=${MULTIPART_THRESHOLD_BYTES}\`), with one PutObject (the default threshold) and with the`,
+    'local driver: the service puts the encoded file once the encoder has finished, so the difference from the',
+    `local driver is what the put adds; the bench also puts the same MP3 to s3rver itself both ways (${S3_LAG_ROW}); the`,
+    `MP3 of ${S3_UPLOAD_ROW} downloaded as row 7 does, through the service with \`S3_DOWNLOAD=proxy\`, from the local driver,`,
+    `and from s3rver itself by a presigned GET (${S3_DOWNLOAD_ROW}). s3rver shares the two cores with the service and the`,
+    'client, so these rows overstate what a real store costs the service.',
+    '',
+    'Service and baseline alternate (the first to run swaps every run; with three, each run starts with the next)',
+    `and each figure is the median of ${runs} run(s); ratios against the baseline are the headline numbers,`,
+    'because this machine is shared and noisy.',
     'Uploads are multipart bodies written by hand over `node:http` (so that a sender can be throttled with a',
     'token bucket and its progress known); times are client-side, request start to the last response byte.',
     'RSS is read from `/proc/<pid>/status` of the node process only (encoders are separate processes), sampled',
@@ -1060,7 +1586,10 @@ async function main(): Promise<void> {
     }
     if (spooled !== undefined && selected(SPOOLED_ROW)) await spooledMp4(service, user, spooled);
   };
-  if ([1, 2, 4, 5, 6, 7].some(selected) || (smoke && [3, ...KIND_ROWS, BIG_FLAC_ROW].some(selected))) {
+  if (
+    [1, 2, 4, 5, 6, 7, CPU_SPLIT_ROW].some(selected) ||
+    (smoke && [3, ...KIND_ROWS, BIG_FLAC_ROW, ...S3_ROWS].some(selected))
+  ) {
     await withService('main', {}, async (service) => {
       const user = await createUser(service.url, tag);
       expectOk(
@@ -1068,15 +1597,16 @@ async function main(): Promise<void> {
         'warm-up',
       );
       if (selected(1) || selected(2) || selected(7)) await uploadsVersusBareFfmpeg(service, user, longWav);
-      if (selected(4) || selected(5)) await concurrentUploads(service, user, shortWav);
+      if ([4, 5, CPU_SPLIT_ROW].some(selected)) await concurrentUploads(service, user, shortWav);
       if (selected(6)) await createUsersUnderLoad(service);
       if (selected(7)) await downloadsUnderLoad(service);
-      // The smoke run saves start-ups (seconds with PGlite); the full run measures 3, 9–21 and 23 on fresh
-      // processes.
+      // The smoke run saves start-ups (seconds with PGlite); the full run measures 3, 9–21, 23 and 24–26 on
+      // fresh processes (24–26 with this one as the local driver here).
       if (smoke) {
         if (selected(3)) await bigUpload(service, user, shortWav);
         await kindRows(service, user);
         if (bigFlac !== undefined) await bigFlacUpload(service, user, shortFlac, bigFlac);
+        if (S3_ROWS.some(selected)) await objectStorage({ service, user }, longWav, shortWav);
       }
     });
   }
@@ -1110,6 +1640,11 @@ async function main(): Promise<void> {
       await bigFlacUpload(service, user, shortFlac, bigFlac);
     });
   }
+  if (S3_ROWS.some(selected) && !smoke) {
+    await withService('local', {}, async (service) => {
+      await objectStorage(await warmedTarget(service, shortWav), longWav, shortWav);
+    });
+  }
   if (selected(8)) {
     await withService('overload', OVERLOAD_ENV, async (service) => {
       await overload(service, await createUser(service.url, tag), shortWav);
@@ -1117,6 +1652,8 @@ async function main(): Promise<void> {
   }
   // With no service running: its CPU time is read from the children this process reaps.
   if (selected(PEAKS_ROW)) await peaksCost(settings, longWav);
+  if (selected(WEB_ROW)) await webAppWeight();
+  if (selected(DATABASES_ROW)) await databaseFootprints(shortWav);
   const presetLines = presets && only === undefined ? await encoderPresets(settings, longWav) : [];
   const profileLines =
     profile && only === undefined

@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Type, type Static } from 'typebox';
 import { Value } from 'typebox/value';
 
@@ -48,6 +49,9 @@ const EnvSchema = Type.Object({
   FFMPEG_MAX_MEMORY_BYTES: Integer({ minimum: 256 * 1024 ** 2, default: 1024 ** 3 }),
   SHUTDOWN_GRACE_SECONDS: Integer({ minimum: 0, default: 30 }),
   FFMPEG_PATH: Type.String({ minLength: 1, default: 'ffmpeg' }),
+  // The web app at `/`, built by `npm run build` into dist/web unless WEB_DIR names another build.
+  WEB_APP: Type.Boolean({ default: true }),
+  WEB_DIR: Type.Optional(Type.String({ minLength: 1 })),
   STORAGE_CHECK_ON_START: Type.Boolean({ default: true }),
   STORAGE_ORPHAN_AGE_SECONDS: Integer({ minimum: MIN_ORPHAN_AGE_SECONDS, default: 600 }),
   CORS_ORIGINS: Type.Optional(Type.String({ pattern: '^(\\*|https?://[^/?#,\\s]+(,\\s*https?://[^/?#,\\s]+)*)$' })),
@@ -125,6 +129,8 @@ export interface Config {
   readonly ffmpegMaxMemoryBytes: number;
   readonly shutdownGraceMs: number;
   readonly ffmpegPath: string;
+  /** The built web app served at `/`; undefined: the API only. */
+  readonly webDir: string | undefined;
   readonly storageCheck: StorageCheckConfig;
   /** Origins allowed to call the API from a browser; empty means CORS is off. */
   readonly corsOrigins: readonly string[];
@@ -272,6 +278,7 @@ function configFromEnv(env: Env): Config {
     ffmpegMaxMemoryBytes: env.FFMPEG_MAX_MEMORY_BYTES,
     shutdownGraceMs: env.SHUTDOWN_GRACE_SECONDS * 1000,
     ffmpegPath: env.FFMPEG_PATH,
+    webDir: env.WEB_APP ? resolve(env.WEB_DIR ?? BUILT_WEB_DIR) : undefined,
     storageCheck: Object.freeze({
       onStart: env.STORAGE_CHECK_ON_START,
       orphanMinAgeMs: env.STORAGE_ORPHAN_AGE_SECONDS * 1000,
@@ -291,6 +298,9 @@ function configFromEnv(env: Env): Config {
     storage: storageConfigOf(env),
   });
 }
+
+// `npm run build` puts it beside the compiled service; this module runs from `src/` or `dist/`, one level down.
+const BUILT_WEB_DIR = fileURLToPath(new URL('../dist/web', import.meta.url));
 
 function trustProxyOf(value: string): boolean | number | string {
   if (value === 'false') return false;

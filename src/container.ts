@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import type { FastifyBaseLogger } from 'fastify';
 import { ConfigError, type Config, type S3Config } from './config.js';
 import { openDatabase, type DatabaseHandle } from './db/client.js';
+import { SharedHitCounters } from './db/hit-counters.js';
 import { RecordRepository } from './db/records.js';
 import { UserRepository } from './db/users.js';
 import { createLogger } from './logger.js';
@@ -11,12 +12,13 @@ import { ConversionLimiter } from './media/limiter.js';
 
 import { Transcoder } from './media/transcoder.js';
 import { AccountService } from './services/accounts.js';
+import { LocalHitCounters, type HitCounters } from './services/hit-counters.js';
 import { Quota } from './services/quota.js';
+import { RecordLinkCache } from './services/record-link-cache.js';
 import { RecordingService } from './services/recordings.js';
 import { UploadCaps } from './services/upload-caps.js';
 import type { BlobStore } from './storage/blob-store.js';
 import { LocalBlobStore } from './storage/local-blob-store.js';
-import { createS3Client, S3BlobStore, StorageUnusable } from './storage/s3-blob-store.js';
 import { ScratchDirectory } from './storage/scratch.js';
 
 /** Everything the entry points use, built from one Config. */
@@ -30,6 +32,8 @@ export interface Services {
   readonly records: RecordRepository;
   readonly blobs: BlobStore;
   readonly scratch: ScratchDirectory;
+  /** Rate limits' and failed authentications' counts: in PostgreSQL, shared by replicas; in memory with PGlite. */
+  readonly hitCounters: HitCounters;
   readonly accounts: AccountService;
   readonly recordings: RecordingService;
   /** Resolves with ffmpeg's version once it is known to run with the needed encoder; checked once. */
@@ -92,6 +96,7 @@ export async function createServices(config: Config, options: ServiceOptions = {
   );
   const quota = new Quota({ maxRecords: config.quota.maxRecordsPerUser, maxBytes: config.quota.maxBytesPerUser });
   let converterCheck: Promise<string> | undefined;
+  const linkCache = new RecordLinkCache();
 
   return {
     config,
@@ -100,7 +105,8 @@ export async function createServices(config: Config, options: ServiceOptions = {
     records,
     blobs,
     scratch,
-    accounts: new AccountService(users, records, blobs),
+    hitCounters: database.kind === 'postgres' ? new SharedHitCounters(database.db) : new LocalHitCounters(),
+    accounts: new AccountService(users, records, blobs, linkCache),
     recordings: new RecordingService({
       records,
       blobs,
@@ -117,6 +123,7 @@ export async function createServices(config: Config, options: ServiceOptions = {
         config.storage.driver === 's3' && config.storage.download === 'redirect'
           ? config.storage.presignSeconds
           : undefined,
+      linkCache,
     }),
     converterReady: () => (converterCheck ??= checkFfmpeg(config.ffmpegPath)),
     close: async () => {
@@ -133,7 +140,11 @@ interface OpenedStore {
   close(): void;
 }
 
-async function openBlobStore(
+/**
+ * The blob store `config.storage` names (the local folder, created if absent, or the bucket), proven
+ * writable first when `probe` is set; the storage migration opens both stores this way.
+ */
+export async function openBlobStore(
   config: Config,
   scratch: ScratchDirectory,
   logger: FastifyBaseLogger,
@@ -145,10 +156,12 @@ async function openBlobStore(
     return {
       blobs,
       freeDiskBytes: async () => Math.min(await scratch.freeBytes(), await blobs.freeBytes()),
-      close: () => {},
+      close: () => blobs.close(),
     };
   }
   const s3 = config.storage;
+  // Loaded only for this driver: the AWS SDK is about 40 MB of resident memory that a local deployment never uses.
+  const { createS3Client, S3BlobStore, StorageUnusable } = await import('./storage/s3-blob-store.js');
   const client = createS3Client({
     ...s3,
     // Each proxied download holds one connection to the store: never make a download wait for one.

@@ -1,13 +1,14 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { PREFIX, createUser, upload, type TestUser } from './kit/client.js';
 import { createTestDatabase, databaseKinds } from './kit/database.js';
 import { rawHttp, sendRequest } from './kit/http.js';
 import { logLines, startIsolatedService, startService, type IsolatedService } from './kit/service.js';
+import { onS3 } from './kit/storage.js';
 import { decodeMp3, makeWav } from './kit/wav.js';
 
 const run = promisify(execFile);
@@ -364,6 +365,20 @@ describe('health, readiness and documentation', () => {
     }
   });
 
+  // The local store's folder; on S3, test/s3-storage.test.ts stops a bucket's server under a running service.
+  it.skipIf(onS3)('answers /ready with a 503 problem naming the storage when the audio folder is gone', async () => {
+    const gone = await startIsolatedService(FASTEST_KIND);
+    try {
+      expect((await fetch(`${gone.url}/ready`)).status).toBe(200);
+      await rename(join(gone.dataDir, 'records'), join(gone.dataDir, 'records-moved'));
+      const ready = await fetch(`${gone.url}/ready`);
+      expect(ready.status).toBe(503);
+      expect(((await ready.json()) as { detail: string }).detail).toBe('Not ready: the audio storage does not answer.');
+    } finally {
+      await gone.cleanup();
+    }
+  });
+
   it('serves Swagger UI at /docs', async () => {
     const response = await fetch(`${service.url}/docs`);
     expect(response.status).toBe(200);
@@ -517,7 +532,8 @@ describe.each(databaseKinds)('restart on the same data (%s)', (kind) => {
         record_url: string;
       };
       // Only the links' host differs: the restarted service listens on another port.
-      expect({ ...metadataAfter, record_url: recordUrl, peaks_url: metadata.peaks_url }).toEqual(metadata);
+      const links = { record_url: recordUrl, peaks_url: metadata.peaks_url, share_url: metadata.share_url };
+      expect({ ...metadataAfter, ...links }).toEqual(metadata);
       expect(metadataAfter.record_url).toBe(again);
 
       expect((await upload(second.url, user, makeWav({ durationSeconds: 0.2 }))).status).toBe(200);
@@ -586,8 +602,15 @@ describe('logs', () => {
   let service: IsolatedService;
   beforeAll(async () => {
     service = await startIsolatedService(FASTEST_KIND);
-    // Let start-up lines (the converter check) land before the window the tests look at.
+    // Let start-up lines (the converter check, and the storage check, which on S3 lists 256 shard prefixes
+    // and may finish seconds later) land before the window the tests look at.
     expect((await fetch(`${service.url}/ready`)).status).toBe(200);
+    await vi.waitFor(
+      () => {
+        if (!service.logs().includes('storage check finished')) throw new Error('the storage check still runs');
+      },
+      { timeout: 30_000, interval: 100 },
+    );
   });
   afterAll(async () => {
     await service?.cleanup();

@@ -1,12 +1,12 @@
-import { mkdtemp, rm, utimes } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createUser, openUpload, recordIdOf, upload, PREFIX, type TestUser } from './kit/client.js';
 import { createTestDatabase, databaseKinds, recordIdsInDatabase, type TestDatabase } from './kit/database.js';
-import { filesOnDisk, recordPath } from './kit/disk.js';
 import { ffmpegChildren, killHard, sha256, spawnService, type ChildService } from './kit/process.js';
 import { sleep } from './kit/stats.js';
+import { ageStored, recordKeyOf, removeObjects, storageEnv, storedFiles } from './kit/storage.js';
 import { makeWav, wavDurationSeconds } from './kit/wav.js';
 
 /**
@@ -41,13 +41,14 @@ describe.each(databaseKinds)('crash and restart (%s)', (kind) => {
   };
 
   async function start(): Promise<ChildService> {
+    // The same storage at every start (on S3, the data directory's prefix).
+    const storage = storageEnv(dataDir);
     // Nothing else writes to this data directory: a file without a row left by the kill is an orphan, and
     // once it is older than the minimum age the start-up check must remove it.
-    const past = new Date(Date.now() - 120_000);
-    for (const recordId of (await filesOnDisk(dataDir)).records) {
-      await utimes(recordPath(dataDir, recordId), past, past);
+    for (const recordId of (await storedFiles(dataDir)).records) {
+      await ageStored(dataDir, recordKeyOf(recordId), 120);
     }
-    const started = await spawnService({ dataDir, databaseUrl: database.url, env });
+    const started = await spawnService({ dataDir, databaseUrl: database.url, env: { ...storage, ...env } });
     await started.waitFor(/storage check finished/);
     service = started;
     return started;
@@ -79,7 +80,7 @@ describe.each(databaseKinds)('crash and restart (%s)', (kind) => {
 
   /** The invariants after a restart: no temp files, rows and files match, acknowledged records intact. */
   async function expectConsistent(running: ChildService): Promise<void> {
-    const disk = await filesOnDisk(dataDir);
+    const disk = await storedFiles(dataDir);
     expect(disk.temp).toEqual([]);
     // Every file has its row: the service knows each one as a record of this user.
     for (const recordId of disk.records) {
@@ -123,6 +124,7 @@ describe.each(databaseKinds)('crash and restart (%s)', (kind) => {
   afterAll(async () => {
     if (service !== undefined) await killHard(service);
     await database.drop();
+    await removeObjects(dataDir);
     await rm(dataDir, { recursive: true, force: true });
   });
 
@@ -132,7 +134,7 @@ describe.each(databaseKinds)('crash and restart (%s)', (kind) => {
     const request = await openUpload(running.url, user);
     await request.write(wav.subarray(0, wav.length / 2));
     // The server is converting what it got: a temp file exists and the body is still incomplete.
-    await expect.poll(async () => (await filesOnDisk(dataDir)).temp, { timeout: 15_000 }).not.toEqual([]);
+    await expect.poll(async () => (await storedFiles(dataDir)).temp, { timeout: 15_000 }).not.toEqual([]);
     await killHard(running);
     await expect(request.response).rejects.toThrow();
     request.abort();
@@ -142,9 +144,10 @@ describe.each(databaseKinds)('crash and restart (%s)', (kind) => {
 
   it('kill -9 in the middle of a conversion', async () => {
     const running = service ?? (await start());
-    // Long enough that the encoder is still busy when the last byte has been sent.
+    // Long enough, and normalised (loudnorm works at 192 kHz: several times the encoder's plain work), that the
+    // encoder is still busy when the last byte has been sent, even when a loaded machine sends slowly.
     const wav = makeWav({ durationSeconds: 120, sampleRate: 48000 });
-    const request = await openUpload(running.url, user, { sendHead: false });
+    const request = await openUpload(running.url, user, { sendHead: false, fields: { normalize: 'true' } });
     const sent = request.end(request.form.wrap(wav));
     await expect
       .poll(() => ffmpegChildren(running.pid, { conversionsOnly: true }), { timeout: 15_000 })

@@ -3,10 +3,10 @@ import { readdirSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createUser, openUpload, upload, PREFIX, type TestUser } from './kit/client.js';
 import { recordIdsInDatabase } from './kit/database.js';
-import { filesOnDisk } from './kit/disk.js';
 import { sha256 } from './kit/process.js';
 import { startIsolatedService, type IsolatedService } from './kit/service.js';
 import { sleep } from './kit/stats.js';
+import { storedFiles } from './kit/storage.js';
 import { makeWav } from './kit/wav.js';
 
 /**
@@ -35,7 +35,8 @@ describe.runIf(enabled)('PostgreSQL outage', () => {
   const acknowledged = new Map<string, string>();
 
   beforeAll(async () => {
-    service = await startIsolatedService('postgres');
+    // Local storage whatever TEST_STORAGE says: CI runs this test alone, after the suite.
+    service = await startIsolatedService('postgres', { STORAGE_DRIVER: 'local' });
     user = await createUser(service.url);
   });
   afterAll(async () => {
@@ -111,7 +112,7 @@ describe.runIf(enabled)('PostgreSQL outage', () => {
       expect(observation.contentType).toMatch(/^application\/problem\+json/);
     }
     // The upload converted while the database was down left no file behind.
-    const disk = await filesOnDisk(service.dataDir);
+    const disk = await storedFiles(service.dataDir);
     expect(disk.temp).toEqual([]);
 
     // Recovery without a restart.
@@ -125,7 +126,7 @@ describe.runIf(enabled)('PostgreSQL outage', () => {
       expect(mp3.status).toBe(200);
       expect(sha256(Buffer.from(await mp3.arrayBuffer()))).toBe(digest);
     }
-    const after = await filesOnDisk(service.dataDir);
+    const after = await storedFiles(service.dataDir);
     expect(await recordIdsInDatabase(service.database.url ?? '')).toEqual(after.records);
     console.log(
       `outage: ${during.length} requests, slowest ${Math.round(Math.max(...during.map((o) => o.ms)))} ms, ` +

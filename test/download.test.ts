@@ -1,11 +1,14 @@
-import { readdir, rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { readdir, readlink, rename, writeFile } from 'node:fs/promises';
+import { get, type IncomingMessage } from 'node:http';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PREFIX, createUser, parseContentDisposition, recordIdOf, upload, type TestUser } from './kit/client.js';
 import { databaseKinds } from './kit/database.js';
-import { filesOnDisk, recordPath } from './kit/disk.js';
 import { expectProblem } from './kit/expect.js';
 import { sendRequest } from './kit/http.js';
 import { logLines, startIsolatedService, type IsolatedService } from './kit/service.js';
+import { onS3, recordKeyOf, removeStored, storedFiles } from './kit/storage.js';
 import { decodeMp3, makeWav } from './kit/wav.js';
 
 const BROWSER_ACCEPT = 'text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8';
@@ -111,7 +114,7 @@ describe.each(databaseKinds)('GET record: the MP3 and its HTTP semantics (%s)', 
   });
 
   it('refuses titles with CR/LF or other control characters at upload, leaving nothing behind', async () => {
-    const before = (await filesOnDisk(service.dataDir)).records;
+    const before = (await storedFiles(service.dataDir)).records;
     for (const title of ['line\r\nX-Injected: 1', 'bell\u0007', 'tab\there']) {
       const asField = await upload(service.url, user, makeWav({ durationSeconds: 0.1 }), { title });
       expect(asField.status).toBe(400);
@@ -127,7 +130,7 @@ describe.each(databaseKinds)('GET record: the MP3 and its HTTP semantics (%s)', 
       expect(asQuery.status).toBe(400);
       expect(((await asQuery.json()) as { detail: string }).detail).toMatch(/title/);
     }
-    expect((await filesOnDisk(service.dataDir)).records).toEqual(before);
+    expect((await storedFiles(service.dataDir)).records).toEqual(before);
   });
 
   it('serves a single range as 206 with exactly those bytes', async () => {
@@ -266,6 +269,8 @@ describe.each(databaseKinds)('GET record: the MP3 and its HTTP semantics (%s)', 
         mime_type: 'audio/mpeg',
         source_format: 'wav',
         peaks_url: recordUrl.replace('/record?', '/record/peaks?'),
+        // The web app's page, at the service's root whichever API prefix the request used.
+        share_url: `${service.url}/listen?record_id=${query.get('record_id')}&user_id=${user.user_id}`,
       });
       expect(Math.abs(new Date(metadata.created_at as string).getTime() - Date.now())).toBeLessThan(10 * 60_000);
       expect(metadata.bitrate_kbps).toBeGreaterThan(32);
@@ -302,7 +307,7 @@ describe.each(databaseKinds)('GET record: the MP3 and its HTTP semantics (%s)', 
   it('answers 404 for a record whose file is missing, and logs that its row has no file', async () => {
     const url = await uploadOk({ title: 'soon without its file' });
     const recordId = recordIdOf(url);
-    await rm(recordPath(service.dataDir, recordId));
+    await removeStored(service.dataDir, recordKeyOf(recordId));
 
     const requestId = `missing-file-${kind}`;
     const response = await fetch(url, { headers: { 'x-request-id': requestId } });
@@ -314,6 +319,45 @@ describe.each(databaseKinds)('GET record: the MP3 and its HTTP semantics (%s)', 
     const errors = logLines(service).filter((line) => line.reqId === requestId && line.level >= 50);
     expect(errors).toHaveLength(1);
     expect(errors[0]).toMatchObject({ recordId, msg: expect.stringMatching(/row.*(without|no).*file/i) as unknown });
+  });
+
+  // Link lookups are kept in memory for a few seconds (RecordLinkCache): this process's own changes must show at once.
+  it('answers 404 right after a delete, though the link was just served from memory', async () => {
+    const url = await uploadOk({ title: 'about to go' });
+    const recordId = recordIdOf(url);
+    const peaksUrl = url.replace('/record?', '/record/peaks?');
+    expect((await fetch(url, { headers: { range: 'bytes=0-9' } })).status).toBe(206);
+    expect((await fetch(url, { headers: { accept: 'application/json' } })).status).toBe(200);
+    expect((await fetch(peaksUrl)).status).toBe(200);
+
+    const deleted = await fetch(`${service.url}${PREFIX}/records/${recordId}?user_id=${user.user_id}`, {
+      method: 'DELETE',
+      headers: { authorization: `Bearer ${user.access_token}` },
+    });
+    expect(deleted.status).toBe(204);
+    await expectProblem(await fetch(url, { headers: { range: 'bytes=0-9' } }), 404);
+    await expectProblem(await fetch(url, { headers: { accept: 'application/json' } }), 404);
+    await expectProblem(await fetch(peaksUrl), 404);
+  });
+
+  it('names the download and the metadata after the new title right after a rename', async () => {
+    const url = await uploadOk({ title: 'First name' });
+    const before = await fetch(url, { method: 'HEAD' });
+    expect(parseContentDisposition(before.headers.get('content-disposition') ?? '').filename).toBe('First name.mp3');
+    const renamed = await fetch(`${service.url}${PREFIX}/records/${recordIdOf(url)}?user_id=${user.user_id}`, {
+      method: 'PATCH',
+      headers: { authorization: `Bearer ${user.access_token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ title: 'Second name' }),
+    });
+    expect(renamed.status).toBe(200);
+
+    const after = await fetch(url, { method: 'HEAD' });
+    expect(parseContentDisposition(after.headers.get('content-disposition') ?? '').filename).toBe('Second name.mp3');
+    expect(after.headers.get('etag')).not.toBe(before.headers.get('etag'));
+    const metadata = (await (await fetch(url, { headers: { accept: 'application/json' } })).json()) as {
+      title: string;
+    };
+    expect(metadata.title).toBe('Second name');
   });
 
   it('answers 400 for ids that are not UUIDs', async () => {
@@ -343,4 +387,196 @@ describe.each(databaseKinds)('GET record: the MP3 and its HTTP semantics (%s)', 
     });
     expect(((await json.json()) as { record_url: string }).record_url).toBe(recordUrl.replace('/api/v1/', '/api_v1/'));
   });
+});
+
+/** Stored files this process holds open under `dataDir`, or of one record (a deleted one ends in " (deleted)"). */
+async function openStoredFiles(dataDir: string, recordId?: string): Promise<string[]> {
+  const records = join(dataDir, 'records', ...(recordId === undefined ? [] : recordKeyOf(recordId).split('/')));
+  const targets = await Promise.all(
+    (await readdir('/proc/self/fd')).map((fd) => readlink(`/proc/self/fd/${fd}`).catch(() => '')),
+  );
+  return targets.filter((target) => target.startsWith(records));
+}
+
+/** Puts other bytes under a record's key as another replica's rename would: a new file moved into place. */
+async function replaceStored(dataDir: string, recordId: string, bytes: Buffer): Promise<void> {
+  const path = join(dataDir, 'records', ...recordKeyOf(recordId).split('/'));
+  await writeFile(`${path}.new`, bytes);
+  await rename(`${path}.new`, path);
+}
+
+// Longer than the few seconds a local store keeps a file open after opening it.
+const OPEN_FILE_WAIT = { timeout: 12_000, interval: 250 };
+
+// The local store keeps files open for a few seconds, shared by the requests for them: these are about the
+// disk (what is open, what a rename or unlink does to it), so they run with local storage only.
+describe.skipIf(onS3).each(databaseKinds)('GET record from files kept open (%s)', (kind) => {
+  let service: IsolatedService;
+  let user: TestUser;
+
+  beforeAll(async () => {
+    service = await startIsolatedService(kind);
+    user = await createUser(service.url);
+  });
+  afterAll(async () => {
+    await service?.cleanup();
+  });
+
+  /** A record whose stored bytes are `bytes` (random, so that any misplaced byte shows). */
+  async function recordWith(bytes: Buffer, title = 'kept open'): Promise<{ url: string; recordId: string }> {
+    const response = await upload(service.url, user, makeWav({ durationSeconds: 0.1 }), { title });
+    expect(response.status).toBe(200);
+    const url = ((await response.json()) as { record_url: string }).record_url;
+    const recordId = recordIdOf(url);
+    await replaceStored(service.dataDir, recordId, bytes);
+    return { url, recordId };
+  }
+
+  const deleteRecord = (recordId: string) =>
+    fetch(`${service.url}${PREFIX}/records/${recordId}?user_id=${user.user_id}`, {
+      method: 'DELETE',
+      headers: { authorization: `Bearer ${user.access_token}` },
+    });
+
+  it('serves ranges at the edges, small and large, the same from a new and from a kept file', async () => {
+    const size = 1024 * 1024 + 3;
+    const bytes = randomBytes(size);
+    const { url, recordId } = await recordWith(bytes);
+    const cases: Array<[range: string, start: number, end: number]> = [
+      ['bytes=0-0', 0, 0],
+      [`bytes=${size - 1}-${size - 1}`, size - 1, size - 1],
+      [`bytes=${size - 1}-`, size - 1, size - 1],
+      ['bytes=-1', size - 1, size - 1],
+      [`bytes=0-${512 * 1024 - 1}`, 0, 512 * 1024 - 1],
+      [`bytes=0-${512 * 1024}`, 0, 512 * 1024],
+      [`bytes=1000-${1000 + 256 * 1024 - 1}`, 1000, 1000 + 256 * 1024 - 1],
+      [`bytes=${size - 300_000}-${size + 5}`, size - 300_000, size - 1],
+      ['bytes=0-', 0, size - 1],
+      [`bytes=-${size + 10}`, 0, size - 1],
+    ];
+    for (const round of ['first', 'kept']) {
+      for (const [range, start, end] of cases) {
+        const response = await sendRequest(url, { headers: { range } });
+        expect(response.status, `${round} ${range}`).toBe(206);
+        expect(response.headers['content-range'], range).toBe(`bytes ${start}-${end}/${size}`);
+        expect(response.headers['content-length'], range).toBe(String(end - start + 1));
+        expect(response.headers['content-type'], range).toBe('audio/mpeg');
+        expect(response.body.equals(bytes.subarray(start, end + 1)), `${round} ${range}`).toBe(true);
+        const head = await sendRequest(url, { method: 'HEAD', headers: { range } });
+        expect(head.status, range).toBe(206);
+        expect(head.headers['content-length'], range).toBe(String(end - start + 1));
+        expect(head.body.length).toBe(0);
+      }
+      const whole = await sendRequest(url);
+      expect(whole.status).toBe(200);
+      expect(whole.body.equals(bytes)).toBe(true);
+      const unsatisfiable = await sendRequest(url, { headers: { range: `bytes=${size}-` } });
+      expect(unsatisfiable.status).toBe(416);
+      expect(unsatisfiable.headers['content-range']).toBe(`bytes */${size}`);
+    }
+    // All those answers shared one descriptor.
+    expect(await openStoredFiles(service.dataDir, recordId)).toHaveLength(1);
+  });
+
+  it('answers HEAD and 304 from a kept file without closing it under the next request', async () => {
+    const bytes = randomBytes(300_000);
+    const { url, recordId } = await recordWith(bytes);
+    const first = await sendRequest(url, { headers: { range: 'bytes=0-99' } });
+    expect(first.status).toBe(206);
+    const etag = first.headers.etag ?? '';
+    const lastModified = first.headers['last-modified'] ?? '';
+    for (let round = 0; round < 5; round++) {
+      const head = await sendRequest(url, { method: 'HEAD' });
+      expect(head.status).toBe(200);
+      expect(head.headers.etag).toBe(etag);
+      expect(head.headers['content-length']).toBe(String(bytes.length));
+      const notModified = await sendRequest(url, { headers: { 'if-none-match': etag } });
+      expect(notModified.status).toBe(304);
+      expect(notModified.headers.etag).toBe(etag);
+      expect(notModified.body.length).toBe(0);
+      const since = await sendRequest(url, { headers: { 'if-modified-since': lastModified, range: 'bytes=5-9' } });
+      expect(since.status).toBe(304);
+      const ranged = await sendRequest(url, { headers: { range: 'bytes=200000-200099', 'if-range': etag } });
+      expect(ranged.status).toBe(206);
+      expect(ranged.body.equals(bytes.subarray(200_000, 200_100))).toBe(true);
+    }
+    expect(await openStoredFiles(service.dataDir, recordId)).toHaveLength(1);
+  });
+
+  it('finishes a download whose record is deleted meanwhile, answers 404 after, and closes the file', async () => {
+    // Far more than loopback's socket buffers hold, so the answer is still being read from the file.
+    const bytes = randomBytes(24 * 1024 * 1024);
+    const { url, recordId } = await recordWith(bytes);
+    expect((await sendRequest(url, { headers: { range: 'bytes=0-9' } })).status).toBe(206); // now kept open
+    const download = await new Promise<IncomingMessage>((resolve, reject) => get(url, resolve).on('error', reject));
+    download.pause();
+    expect(download.statusCode).toBe(200);
+
+    expect((await deleteRecord(recordId)).status).toBe(204);
+    expect(await openStoredFiles(service.dataDir, recordId)).toEqual([expect.stringMatching(/ \(deleted\)$/)]);
+    await expectProblem(await fetch(url, { headers: { range: 'bytes=0-9' } }), 404);
+    expect((await fetch(url, { method: 'HEAD' })).status).toBe(404);
+
+    const chunks: Buffer[] = [];
+    for await (const chunk of download) chunks.push(chunk as Buffer);
+    expect(Buffer.concat(chunks).equals(bytes)).toBe(true);
+    // Closed as the download ends, not a few seconds later: the delete let go of it.
+    await expect.poll(() => openStoredFiles(service.dataDir, recordId), { timeout: 2_000 }).toEqual([]);
+  });
+
+  it('serves the bytes it opened, with their own ETag, until it reopens a file changed behind its back', async () => {
+    // As another replica's rename or delete would: this process is not told, and must never answer a 500.
+    const before = randomBytes(100_000);
+    const after = randomBytes(120_000);
+    const { url, recordId } = await recordWith(before);
+    const first = await sendRequest(url);
+    expect(first.body.equals(before)).toBe(true);
+
+    await replaceStored(service.dataDir, recordId, after);
+    const meanwhile = await sendRequest(url, { headers: { range: 'bytes=0-' } });
+    expect(meanwhile.status).toBe(206);
+    // Old bytes go with the old validators: a cache never pairs one file's ETag with another's bytes.
+    if (meanwhile.headers.etag === first.headers.etag) {
+      expect(meanwhile.headers['content-range']).toBe(`bytes 0-${before.length - 1}/${before.length}`);
+      expect(meanwhile.body.equals(before)).toBe(true);
+    } else {
+      expect(meanwhile.body.equals(after)).toBe(true);
+    }
+    await expect
+      .poll(async () => (await sendRequest(url)).headers['content-length'], OPEN_FILE_WAIT)
+      .toBe(String(after.length));
+    const reopened = await sendRequest(url);
+    expect(reopened.headers.etag).not.toBe(first.headers.etag);
+    expect(reopened.body.equals(after)).toBe(true);
+
+    await removeStored(service.dataDir, recordKeyOf(recordId));
+    const gone = await sendRequest(url, { headers: { range: 'bytes=10-19' } });
+    expect([206, 404]).toContain(gone.status);
+    if (gone.status === 206) expect(gone.body.equals(after.subarray(10, 20))).toBe(true);
+    await expect.poll(async () => (await sendRequest(url)).status, OPEN_FILE_WAIT).toBe(404);
+  });
+
+  it('closes kept files a few seconds after opening them, and every one at shutdown', async () => {
+    await expect.poll(() => openStoredFiles(service.dataDir), OPEN_FILE_WAIT).toEqual([]);
+    const records = [];
+    for (let index = 0; index < 12; index++) records.push(await recordWith(randomBytes(10_000 + index)));
+    await Promise.all(records.map(({ url }) => sendRequest(url, { headers: { range: 'bytes=0-99' } })));
+    expect(await openStoredFiles(service.dataDir)).toHaveLength(records.length);
+    await expect.poll(() => openStoredFiles(service.dataDir), OPEN_FILE_WAIT).toEqual([]);
+
+    const other = await startIsolatedService(kind);
+    try {
+      const owner = await createUser(other.url);
+      for (let index = 0; index < 3; index++) {
+        const response = await upload(other.url, owner, makeWav({ durationSeconds: 0.1 }));
+        const url = ((await response.json()) as { record_url: string }).record_url;
+        expect((await sendRequest(url, { method: 'HEAD' })).status).toBe(200);
+      }
+      expect(await openStoredFiles(other.dataDir)).toHaveLength(3);
+      await other.stop();
+      expect(await openStoredFiles(other.dataDir)).toEqual([]);
+    } finally {
+      await other.cleanup();
+    }
+  }, 60_000);
 });

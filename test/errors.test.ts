@@ -4,11 +4,12 @@ import { rm } from 'node:fs/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { PREFIX, createUser, openUpload, upload, type TestUser } from './kit/client.js';
 import { createTestDatabase, databaseKinds, query, type DatabaseKind } from './kit/database.js';
-import { filesOnDisk } from './kit/disk.js';
+import { tempFiles } from './kit/disk.js';
 import { expectProblem, type ProblemJson } from './kit/expect.js';
 import { streamRequest } from './kit/http.js';
 import { multipartBody, multipartPartHead, multipartTail, type FormPart } from './kit/multipart.js';
 import { logLines, startIsolatedService, startService, type IsolatedService as Service } from './kit/service.js';
+import { storedFiles } from './kit/storage.js';
 import { makeWav, withFormatTag } from './kit/wav.js';
 
 const MAX_UPLOAD_BYTES = 64 * 1024;
@@ -62,7 +63,7 @@ class Ledger {
 
   async expectNothingLeft(): Promise<void> {
     // Cleanup after a failed conversion finishes before the answer is sent, so no waiting is needed.
-    const disk = await filesOnDisk(this.service.dataDir);
+    const disk = await storedFiles(this.service.dataDir);
     expect(disk.temp).toEqual([]);
     expect(disk.records).toHaveLength(this.succeeded);
     // PostgreSQL can be asked while the app runs; PGlite has a single owner (see rowsAfterStop).
@@ -461,9 +462,7 @@ describe.each(databaseKinds)('errors (%s)', (kind) => {
       );
       await request.write(wav.subarray(0, HELD_BYTES));
       // ffmpeg opens its output once the header has arrived: then the slot is surely taken.
-      await expect
-        .poll(async () => (await filesOnDisk(busy.dataDir)).temp.length, { timeout: 10_000 })
-        .toBeGreaterThan(0);
+      await expect.poll(async () => (await tempFiles(busy.dataDir)).length, { timeout: 10_000 }).toBeGreaterThan(0);
       return request;
     }
 
@@ -502,7 +501,7 @@ describe.each(databaseKinds)('errors (%s)', (kind) => {
     it('a client that goes away mid-upload leaves nothing and frees its slot', async () => {
       const slow = await holdUpload(slowWav());
       slow.abort();
-      await expect.poll(async () => (await filesOnDisk(busy.dataDir)).temp, { timeout: 10_000 }).toEqual([]);
+      await expect.poll(async () => await tempFiles(busy.dataDir), { timeout: 10_000 }).toEqual([]);
       // The slot is freed as the aborted request winds down: until then the service answers 503.
       const response = await vi.waitFor(
         async () => {
@@ -643,7 +642,7 @@ describe(`a client that leaves while queued for a conversion slot (${FASTEST_KIN
     // A slow upload holds the only slot…
     const holder = await openUpload(service.url, user);
     await holder.write(wav.subarray(0, 96 * 1024));
-    await expect.poll(async () => (await filesOnDisk(service.dataDir)).temp.length, { timeout: 10_000 }).toBe(1);
+    await expect.poll(async () => (await tempFiles(service.dataDir)).length, { timeout: 10_000 }).toBe(1);
     expect(await probe()).toBe(401);
 
     // …so the next one waits in the queue, which is then full.
@@ -665,7 +664,7 @@ describe(`a client that leaves while queued for a conversion slot (${FASTEST_KIN
     const held = await holder.response;
     expect({ status: held.status, body: held.text }).toMatchObject({ status: 200 });
     expect((await upload(service.url, user, smallWav())).status).toBe(200);
-    expect((await filesOnDisk(service.dataDir)).temp).toEqual([]);
+    expect(await tempFiles(service.dataDir)).toEqual([]);
     // Nothing went wrong anywhere: the only error lines are the 503s (Busy) the probes asked for.
     const errors = logLines(service).filter((line) => line.level >= 50 || line.res?.statusCode === 500);
     expect(errors.filter((line) => line.err?.type !== 'Busy')).toEqual([]);

@@ -5,7 +5,6 @@ import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PREFIX, createUser, parseContentDisposition, type TestUser } from './kit/client.js';
 import { databaseKinds, query } from './kit/database.js';
-import { filesOnDisk } from './kit/disk.js';
 import { expectNoTempFiles, expectProblem } from './kit/expect.js';
 import { canTrace, ffmpegSpy, type FfmpegSpy } from './kit/ffmpeg-spy.js';
 import {
@@ -24,6 +23,7 @@ import {
   type StoredRecord,
 } from './kit/media.js';
 import { startIsolatedService, type IsolatedService } from './kit/service.js';
+import { storedFiles } from './kit/storage.js';
 
 /**
  * Every input kind the service reads (WAV, FLAC, Ogg, WebM, Matroska, MP4/M4A/3GP, MP3, AIFF, AMR), made
@@ -373,7 +373,7 @@ describe('hostile and over-long inputs', () => {
   async function holdings(): Promise<{ files: string[]; rows: unknown[] }> {
     const where = { dataDir: service.dataDir, databaseUrl: service.database.url };
     return {
-      files: (await filesOnDisk(service.dataDir)).records,
+      files: (await storedFiles(service.dataDir)).records,
       // PGlite has a single owner, the running service; its rows show through the list below.
       rows: where.databaseUrl === undefined ? [] : await query(where, 'select record_id from records order by 1'),
     };

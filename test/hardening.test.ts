@@ -9,6 +9,7 @@ import { expectNoTempFiles, expectProblem } from './kit/expect.js';
 import { rawHttp } from './kit/http.js';
 import { ffmpegChildren, runCheckStorage } from './kit/process.js';
 import { logLines, startIsolatedService, startService, type IsolatedService } from './kit/service.js';
+import { storageEnv } from './kit/storage.js';
 import { chunk, decodeMp3, makeWav } from './kit/wav.js';
 
 // The hardening review (issue 9): each block shows one hole and that it is closed. All run on PGlite:
@@ -205,10 +206,11 @@ describe('slow request bodies, slow readers and idle sockets are cut', () => {
     const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
     socket.on('error', () => {});
     socket.on('data', (data: Buffer) => (received += data.length));
+    // Stop reading at the first bytes, in the same tick: the service runs in this process, and a poll
+    // delayed on a loaded machine once let the whole file arrive before the pause.
+    socket.once('data', () => socket.pause());
     socket.write(`GET ${url.pathname}${url.search} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
-    // Read the first bytes, then stop reading for longer than the timeout.
     await expect.poll(() => received).toBeGreaterThan(0);
-    socket.pause();
     await sleep(4000);
     socket.resume();
     await closed;
@@ -461,13 +463,13 @@ describe('the embedded database is opened by one process only', () => {
   it('a second process fails fast with a clear message while the service runs, and works after it stops', async () => {
     const service = await startService({ env: { LOG_LEVEL: 'warn' } });
     try {
-      const second = await runCheckStorage({ dataDir: service.dataDir });
+      const second = await runCheckStorage({ dataDir: service.dataDir, env: storageEnv(service.dataDir) });
       expect(second.code).toBe(2);
       expect(second.stderr).toMatch(/in use by process \d+/);
     } finally {
       await service.stop();
     }
-    const after = await runCheckStorage({ dataDir: service.dataDir });
+    const after = await runCheckStorage({ dataDir: service.dataDir, env: storageEnv(service.dataDir) });
     expect(after.code).toBe(0);
     await rm(service.dataDir, { recursive: true, force: true });
   });

@@ -2,7 +2,6 @@ import { Agent } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createUser, parseContentDisposition, type TestUser } from './kit/client.js';
 import { databaseKinds } from './kit/database.js';
-import { filesOnDisk } from './kit/disk.js';
 import { expectNoTempFiles, expectProblem } from './kit/expect.js';
 import type { HttpAnswer } from './kit/http.js';
 import {
@@ -18,6 +17,7 @@ import {
   type StoredRecord,
 } from './kit/media.js';
 import { startIsolatedService, type IsolatedService } from './kit/service.js';
+import { storedFiles } from './kit/storage.js';
 
 /**
  * The output options of an upload (format, quality, bitrate, channels, sample_rate, normalize), as query
@@ -193,12 +193,12 @@ describe('output options', () => {
         sample_rate: '22050',
         normalize: 'true',
       };
-      const before = (await filesOnDisk(service.dataDir)).records;
+      const before = (await storedFiles(service.dataDir)).records;
       // The options must be known before the audio is converted, and the file part is converted as it comes.
       const problem = await expectProblem(await send(stereo, { after: { [name]: values[name] ?? '' } }), 400);
       expect(problem.detail).toContain(name);
       await expectNoTempFiles(service.dataDir);
-      expect((await filesOnDisk(service.dataDir)).records).toEqual(before);
+      expect((await storedFiles(service.dataDir)).records).toEqual(before);
     },
   );
 
@@ -223,13 +223,13 @@ describe('output options', () => {
     // ASSUMPTION: normalize is a boolean; anything but true/false is malformed, not "false".
     ['normalize', 'maybe'],
   ])('%s=%s is a 400, in the query or in the form', async (name, value) => {
-    const before = (await filesOnDisk(service.dataDir)).records;
+    const before = (await storedFiles(service.dataDir)).records;
     for (const options of [{ query: { [name]: value } }, { before: { [name]: value } }]) {
       const problem = await expectProblem(await send(stereo, options), 400);
       expect(problem.detail).toContain(name);
     }
     await expectNoTempFiles(service.dataDir);
-    expect((await filesOnDisk(service.dataDir)).records).toEqual(before);
+    expect((await storedFiles(service.dataDir)).records).toEqual(before);
   });
 
   // Found while writing these tests, and older than the options (an overlong `title` field does it too): a

@@ -334,8 +334,16 @@ describe('the service on S3, downloads redirected to the store', () => {
     expect(location.origin).toBe(s3.endpoint);
     expect(location.pathname).toBe(`/${s3.bucket}/${objectKey(prefix, recordId)}`);
     expect(Number(location.searchParams.get('X-Amz-Expires'))).toBe(180);
-    // The same URL for the next request: a browser can cache what it fetched there.
-    expect((await fetch(recordUrl, { redirect: 'manual' })).headers.get('location')).toBe(location.toString());
+    // The web page may play audio from the store it is sent to.
+    expect(answer.headers.get('content-security-policy')).toMatch(
+      new RegExp(`(^|;)media-src 'self' blob: ${s3.endpoint}(;|$)`),
+    );
+    // The same URL for the next request (within one signing window): a browser can cache what it fetched there.
+    const locationNow = async () => (await fetch(recordUrl, { redirect: 'manual' })).headers.get('location');
+    const again = await locationNow();
+    const dateOf = (url: string | null) => new URL(url ?? '').searchParams.get('X-Amz-Date');
+    if (dateOf(again) === location.searchParams.get('X-Amz-Date')) expect(again).toBe(location.toString());
+    else expect(await locationNow()).toBe(again); // a window boundary fell between the two requests
 
     const fromStore = await fetch(location);
     expect(fromStore.status).toBe(200);
@@ -351,6 +359,13 @@ describe('the service on S3, downloads redirected to the store', () => {
     expect(ranged.status).toBe(206);
     expect(Buffer.from(await ranged.arrayBuffer()).equals(object.subarray(10, 20))).toBe(true);
 
+    // HEAD is answered by the service itself: the presigned URL is signed for GET, and S3 refuses a HEAD there.
+    const head = await fetch(recordUrl, { method: 'HEAD', redirect: 'manual' });
+    expect(head.status).toBe(200);
+    expect(head.headers.get('location')).toBeNull();
+    expect(head.headers.get('content-type')).toBe('audio/mpeg');
+    expect(Number(head.headers.get('content-length'))).toBe(object.length);
+
     // A client following redirects just gets the audio; metadata is still answered by the service.
     const followed = await fetch(recordUrl);
     expect(followed.status).toBe(200);
@@ -358,6 +373,67 @@ describe('the service on S3, downloads redirected to the store', () => {
     const metadata = await fetch(recordUrl, { headers: { accept: 'application/json' } });
     expect(metadata.status).toBe(200);
     expect(((await metadata.json()) as { record_id: string }).record_id).toBe(recordId);
+  });
+
+  it('leaves ranges, 416 and conditional requests to the store, which a client meets after the redirect', async () => {
+    // (test/download.test.ts checks the proxied answers, by the service itself, with TEST_STORAGE=s3.)
+    const user = await createUser(service.url);
+    const recordUrl = await uploadOk(service, user, 1.5);
+    const object = await s3.body(objectKey(prefix, recordIdOf(recordUrl)));
+    const size = object.length;
+
+    // The service answers every audio request with the redirect, whatever its range or validators.
+    const plain = await fetch(recordUrl, { redirect: 'manual' });
+    const location = plain.headers.get('location') ?? '';
+    const requests: Array<Record<string, string>> = [
+      { range: 'bytes=0-9' },
+      { range: `bytes=${size}-` },
+      { 'if-none-match': '*' },
+    ];
+    for (const headers of requests) {
+      const answer = await fetch(recordUrl, { redirect: 'manual', headers });
+      expect(answer.status, JSON.stringify(headers)).toBe(302);
+      expect(answer.headers.get('location')).toBe(location);
+      expect(answer.headers.get('cache-control')).toBe('no-store');
+    }
+
+    // A client following it (fetch keeps its Range and validators) gets the store's answers. (s3rver reads
+    // a suffix range, bytes=-N, as bytes=0-N, unlike S3: none is sent here.)
+    const range = await fetch(recordUrl, { headers: { range: 'bytes=100-1099' } });
+    expect(range.status).toBe(206);
+    expect(range.headers.get('content-range')).toBe(`bytes 100-1099/${size}`);
+    expect(range.headers.get('content-length')).toBe('1000');
+    expect(range.headers.get('content-type')).toBe('audio/mpeg');
+    expect(Buffer.from(await range.arrayBuffer()).equals(object.subarray(100, 1100))).toBe(true);
+
+    const open = await fetch(recordUrl, { headers: { range: `bytes=${size - 10}-` } });
+    expect(open.status).toBe(206);
+    expect(open.headers.get('content-range')).toBe(`bytes ${size - 10}-${size - 1}/${size}`);
+    expect(Buffer.from(await open.arrayBuffer()).equals(object.subarray(size - 10))).toBe(true);
+
+    const unsatisfiable = await fetch(recordUrl, { headers: { range: `bytes=${size}-` } });
+    expect(unsatisfiable.status).toBe(416);
+    await unsatisfiable.arrayBuffer();
+
+    const whole = await fetch(recordUrl);
+    expect(whole.status).toBe(200);
+    expect(Buffer.from(await whole.arrayBuffer()).equals(object)).toBe(true);
+    const etag = whole.headers.get('etag') ?? '';
+    const lastModified = whole.headers.get('last-modified') ?? '';
+    expect(etag).toMatch(/^"[^"]+"$/);
+    const conditions: Array<Record<string, string>> = [
+      { 'if-none-match': etag },
+      { 'if-none-match': '*' },
+      { 'if-modified-since': lastModified },
+    ];
+    for (const headers of conditions) {
+      const notModified = await fetch(recordUrl, { headers });
+      expect(notModified.status, JSON.stringify(headers)).toBe(304);
+      expect((await notModified.arrayBuffer()).byteLength).toBe(0);
+    }
+    const stale = await fetch(recordUrl, { headers: { 'if-none-match': '"something-else"' } });
+    expect(stale.status).toBe(200);
+    expect(Buffer.from(await stale.arrayBuffer()).equals(object)).toBe(true);
   });
 });
 
@@ -402,6 +478,25 @@ describe('start-up against a bucket it cannot use', () => {
       expect(await s3.keys('x/')).toEqual([]);
     } finally {
       await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('readiness on S3', () => {
+  it('is ready while the bucket answers, and answers 503 naming the storage once it does not', async () => {
+    // A store of its own, stopped half-way; the one the other tests share stays up.
+    const own = await startS3rver();
+    const service = await startService({ env: { ...own.env('ready/'), LOG_LEVEL: 'warn' } });
+    try {
+      expect((await fetch(`${service.url}/ready`)).status).toBe(200);
+      await own.stop();
+      const ready = await fetch(`${service.url}/ready`);
+      expect(ready.status).toBe(503);
+      expect(((await ready.json()) as { detail: string }).detail).toBe('Not ready: the audio storage does not answer.');
+      expect((await fetch(`${service.url}/health`)).status).toBe(200);
+    } finally {
+      await service.stop();
+      await rm(service.dataDir, { recursive: true, force: true });
     }
   });
 });

@@ -5,8 +5,9 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createUser, openUpload, PREFIX } from './kit/client.js';
 import { createTestDatabase, databaseKinds, type TestDatabase } from './kit/database.js';
-import { filesOnDisk } from './kit/disk.js';
+import { tempFiles } from './kit/disk.js';
 import { killHard, spawnService, type ChildService } from './kit/process.js';
+import { removeObjects, storageEnv } from './kit/storage.js';
 import { makeWav } from './kit/wav.js';
 
 /**
@@ -20,7 +21,7 @@ describe.each(databaseKinds)('graceful shutdown (%s)', (kind) => {
   const started: ChildService[] = [];
 
   async function start(env: Record<string, string> = {}): Promise<ChildService> {
-    const service = await spawnService({ dataDir, databaseUrl: database.url, env });
+    const service = await spawnService({ dataDir, databaseUrl: database.url, env: { ...storageEnv(dataDir), ...env } });
     started.push(service);
     return service;
   }
@@ -34,10 +35,11 @@ describe.each(databaseKinds)('graceful shutdown (%s)', (kind) => {
   });
   afterAll(async () => {
     await database.drop();
+    await removeObjects(dataDir);
     await rm(dataDir, { recursive: true, force: true });
   });
 
-  const tempFiles = async () => (await filesOnDisk(dataDir)).temp.length;
+  const tempCount = async () => (await tempFiles(dataDir)).length;
 
   it('lets in-flight uploads finish, refuses new work and exits 0', async () => {
     const running = await start({ SHUTDOWN_GRACE_SECONDS: '30' });
@@ -47,7 +49,7 @@ describe.each(databaseKinds)('graceful shutdown (%s)', (kind) => {
     const wav = makeWav({ durationSeconds: 2 });
     const uploads = await Promise.all(Array.from({ length: 2 }, () => openUpload(running.url, user)));
     for (const upload of uploads) await upload.write(wav.subarray(0, wav.length / 3));
-    await expect.poll(tempFiles, { timeout: 15_000 }).toBe(2);
+    await expect.poll(tempCount, { timeout: 15_000 }).toBe(2);
 
     // A client connected before the signal, that sends its request only afterwards.
     const early = connect(port, '127.0.0.1');
@@ -80,7 +82,7 @@ describe.each(databaseKinds)('graceful shutdown (%s)', (kind) => {
     const answers = await Promise.all(uploads.map((upload) => upload.response));
     for (const answer of answers) expect(answer.status, answer.text).toBe(200);
     expect(await running.exited).toEqual({ code: 0, signal: null });
-    expect((await filesOnDisk(dataDir)).temp).toEqual([]);
+    expect(await tempFiles(dataDir)).toEqual([]);
 
     // Their records were committed before the database was closed: they download after a restart.
     const restarted = await start();
@@ -99,7 +101,7 @@ describe.each(databaseKinds)('graceful shutdown (%s)', (kind) => {
     const request = await openUpload(running.url, user);
     const wav = makeWav({ durationSeconds: 2 });
     await request.write(wav.subarray(0, wav.length / 2));
-    await expect.poll(tempFiles, { timeout: 15_000 }).toBe(1);
+    await expect.poll(tempCount, { timeout: 15_000 }).toBe(1);
     const signalledAt = Date.now();
     process.kill(running.pid, 'SIGTERM');
     expect(await running.exited).toEqual({ code: 1, signal: null });
@@ -108,6 +110,6 @@ describe.each(databaseKinds)('graceful shutdown (%s)', (kind) => {
     request.abort();
     // The start-up sweep removes the temp file of the upload that was cut.
     await start();
-    expect((await filesOnDisk(dataDir)).temp).toEqual([]);
+    expect(await tempFiles(dataDir)).toEqual([]);
   });
 });

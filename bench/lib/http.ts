@@ -1,5 +1,6 @@
 import { Agent, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
+import { Worker } from 'node:worker_threads';
 import { sendRequest, type HttpAnswer } from '../../test/kit/http.js';
 import { multipartAround } from '../../test/kit/multipart.js';
 import { now, percentile, sleep } from '../../test/kit/stats.js';
@@ -204,34 +205,72 @@ export function uploadAudio(options: UploadOptions): Promise<UploadResult> {
  * Open-loop sampler of `POST /users` latency: one request every `intervalMs` regardless of answers, so a
  * stalled server shows up as latency rather than as fewer samples.
  */
+/**
+ * POSTs a new user every `intervalMs` until stopped, timing each from request to response. The requests
+ * go out from a worker thread of their own: on this process's event loop they would also wait behind the
+ * upload bodies it is pumping at the same time, and the client's delays would count as the service's. The
+ * worker's code is plain JavaScript passed as a string, so that it runs without the TypeScript loader.
+ * Its usernames extend one of this process's unique names, so they never meet another sampler's.
+ */
 export function startLatencySampler(baseUrl: string, tag: string, intervalMs: number) {
-  const latencies: number[] = [];
-  let failures = 0;
-  const inFlight = new Set<Promise<void>>();
-  const fire = () => {
-    const started = now();
-    const done = simpleRequest(baseUrl, 'POST', `${PREFIX}/users/?username=${uniqueUsername(tag)}`).then(
-      (response) => {
-        if (response.status === 200) latencies.push(now() - started);
-        else failures += 1;
-      },
-      () => {
-        failures += 1;
-      },
-    );
-    inFlight.add(done);
-    void done.finally(() => inFlight.delete(done));
-  };
-  fire();
-  const timer = setInterval(fire, intervalMs);
+  const worker = new Worker(LATENCY_SAMPLER, {
+    eval: true,
+    workerData: {
+      url: new URL(`${PREFIX}/users/?username=`, baseUrl).href,
+      prefix: `${uniqueUsername(tag)}_`,
+      intervalMs,
+    },
+  });
+  const done = new Promise<{ latencies: number[]; failures: number }>((resolve, reject) => {
+    worker.once('message', resolve);
+    worker.once('error', reject);
+  });
   return {
     async stop(): Promise<{ latencies: number[]; failures: number }> {
-      clearInterval(timer);
-      await Promise.all(inFlight);
-      return { latencies, failures };
+      worker.postMessage('stop');
+      const result = await done;
+      await worker.terminate();
+      return result;
     },
   };
 }
+
+const LATENCY_SAMPLER = `
+  const { parentPort, workerData } = require('node:worker_threads');
+  const http = require('node:http');
+  const { performance } = require('node:perf_hooks');
+  const agent = new http.Agent({ keepAlive: true });
+  const latencies = [];
+  let failures = 0;
+  let count = 0;
+  const inFlight = new Set();
+  const fire = () => {
+    const started = performance.now();
+    const done = new Promise((resolve) => {
+      const request = http.request(workerData.url + workerData.prefix + count++, { method: 'POST', agent }, (response) => {
+        response.resume();
+        response.once('end', () => {
+          if (response.statusCode === 200) latencies.push(performance.now() - started);
+          else failures += 1;
+          resolve();
+        });
+        response.once('error', () => { failures += 1; resolve(); });
+      });
+      request.once('error', () => { failures += 1; resolve(); });
+      request.end();
+    });
+    inFlight.add(done);
+    done.finally(() => inFlight.delete(done));
+  };
+  fire();
+  const timer = setInterval(fire, workerData.intervalMs);
+  parentPort.once('message', async () => {
+    clearInterval(timer);
+    await Promise.all(inFlight);
+    agent.destroy();
+    parentPort.postMessage({ latencies, failures });
+  });
+`;
 
 export function summarizeLatencies(latencies: readonly number[]) {
   return { count: latencies.length, p50: percentile(latencies, 50), p99: percentile(latencies, 99) };

@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { loadConfig, type Config } from '../../src/config.js';
@@ -27,7 +27,7 @@ const PASSED_THROUGH = [
 
 /** The service's environment: the bench's pass-through variables, then `overrides`. */
 function serviceEnvironment(overrides: Record<string, string>): Record<string, string> {
-  return {
+  const environment: Record<string, string> = {
     PATH: process.env.PATH ?? '/usr/bin:/bin',
     HOME: process.env.HOME ?? '/tmp',
     LOG_LEVEL: 'warn',
@@ -35,6 +35,8 @@ function serviceEnvironment(overrides: Record<string, string>): Record<string, s
     ...Object.fromEntries(PASSED_THROUGH.flatMap((name) => (process.env[name] ? [[name, process.env[name]]] : []))),
     ...overrides,
   };
+  // An empty override unsets a passed-through variable (DATABASE_URL: '' runs the service on PGlite).
+  return Object.fromEntries(Object.entries(environment).filter(([, value]) => value !== ''));
 }
 
 /** The configuration the service will derive from that environment (the same validation, from src/config.ts). */
@@ -50,7 +52,20 @@ export interface Service {
   stop(): Promise<void>;
 }
 
-/** Starts `node dist/main.js` with its own data directory and waits until /ready answers. */
+/**
+ * Node's flags in `npm start` (`node <flags> dist/main.js`), so that the bench measures the service as it
+ * is started: the young generation's size there is part of its memory footprint.
+ */
+function startScriptNodeArgs(): string[] {
+  const scripts = (
+    JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }
+  ).scripts;
+  const match = /^node((?: --[\w-]+(?:=\S+)?)*) dist\/main\.js$/.exec(scripts['start'] ?? '');
+  if (match === null) throw new Error(`npm start is not "node [flags] dist/main.js": ${scripts['start']}`);
+  return (match[1] ?? '').split(' ').filter((word) => word !== '');
+}
+
+/** Starts `node dist/main.js` (with npm start's flags), with its own data directory, and waits until /ready answers. */
 export async function startService(options: {
   dataDir: string;
   logPath: string;
@@ -62,11 +77,15 @@ export async function startService(options: {
   const config = loadConfig(env);
   const port = config.port;
   const log = createWriteStream(options.logPath, { flags: 'a' });
-  const child: ChildProcess = spawn(process.execPath, [...(options.nodeArgs ?? []), 'dist/main.js'], {
-    cwd: REPO_ROOT,
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child: ChildProcess = spawn(
+    process.execPath,
+    [...startScriptNodeArgs(), ...(options.nodeArgs ?? []), 'dist/main.js'],
+    {
+      cwd: REPO_ROOT,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   child.stdout?.pipe(log, { end: false });
   child.stderr?.pipe(log, { end: false });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));

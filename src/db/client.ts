@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { link, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { PGlite } from '@electric-sql/pglite';
+import type { PGlite } from '@electric-sql/pglite';
 import { sql } from 'drizzle-orm';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
@@ -11,6 +11,7 @@ import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
 import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator';
 import postgres from 'postgres';
 import { currentProcess, mayStillRun, type ProcessOwner } from '../process-owner.js';
+import { openPgliteClient } from './pglite.js';
 import * as schema from './schema.js';
 
 /** One typed handle for both drivers: repositories never know which one they talk to. */
@@ -21,6 +22,12 @@ export interface DatabaseHandle {
   readonly kind: 'postgres' | 'pglite';
   /** Applies pending migrations; safe when several instances start at once. */
   migrate(): Promise<void>;
+  /**
+   * Runs `work` while no other process runs the same `task` on this database (a PostgreSQL advisory lock
+   * held by a session of its own); false, without running it, when another one does. PGlite has one
+   * process, so there it always runs.
+   */
+  runAlone(task: ExclusiveTask, work: () => Promise<void>): Promise<boolean>;
   /** Resolves when the database answers a trivial query. */
   ping(): Promise<void>;
   close(): Promise<void>;
@@ -34,8 +41,10 @@ export interface DatabaseOptions {
 }
 
 const migrationsFolder = fileURLToPath(new URL('../../drizzle', import.meta.url));
-// Any constant works; it only has to be the same for every instance of this service.
+// Advisory lock keys: any constants work, as long as every instance of this service uses the same.
 const MIGRATION_LOCK_KEY = 0x617564696f;
+export const EXCLUSIVE_TASK_LOCK_KEYS = { 'storage-check': MIGRATION_LOCK_KEY + 1 } as const;
+type ExclusiveTask = keyof typeof EXCLUSIVE_TASK_LOCK_KEYS;
 
 export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHandle> {
   return options.databaseUrl === undefined
@@ -48,7 +57,7 @@ async function openPglite(directory: string): Promise<DatabaseHandle> {
   const releaseLock = await lockExclusively(`${directory}.lock`);
   let client: PGlite;
   try {
-    client = await PGlite.create(directory);
+    client = await openPgliteClient(directory);
   } catch (error) {
     await releaseLock();
     throw error;
@@ -59,6 +68,7 @@ async function openPglite(directory: string): Promise<DatabaseHandle> {
     kind: 'pglite',
     // PGlite is one connection owned by this process, so nothing can race with it.
     migrate: () => migratePglite(db, { migrationsFolder }),
+    runAlone: (_task, work) => work().then(() => true),
     ping: async () => {
       await client.query('select 1');
     },
@@ -175,6 +185,20 @@ function openPostgres(url: string, poolSize: number): DatabaseHandle {
         await migratePostgres(drizzlePostgres({ client: session }), { migrationsFolder });
         await session`select pg_advisory_unlock(${MIGRATION_LOCK_KEY})`;
       } finally {
+        await session.end();
+      }
+    },
+    runAlone: async (task, work) => {
+      // The session holds the lock; if it breaks, PostgreSQL releases it and another process may begin.
+      const session = postgres(url, { ...connectionOptions, max: 1 });
+      try {
+        const key = EXCLUSIVE_TASK_LOCK_KEYS[task];
+        const [row] = await session<[{ locked: boolean }]>`select pg_try_advisory_lock(${key}) as locked`;
+        if (row?.locked !== true) return false;
+        await work();
+        return true;
+      } finally {
+        // Ending the session releases the lock.
         await session.end();
       }
     },

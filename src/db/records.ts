@@ -1,4 +1,4 @@
-import { and, count, desc, eq, gte, ilike, inArray, lte, sql, type SQL } from 'drizzle-orm';
+import { and, asc, count, desc, eq, gt, gte, ilike, inArray, lte, sql, type SQL } from 'drizzle-orm';
 import type { Database } from './client.js';
 import {
   recordPeaks,
@@ -132,6 +132,19 @@ export class RecordRepository {
       );
   }
 
+  /**
+   * Up to `limit` records after row `afterId` in row order (keyset pagination on `id_`, from 0): every row
+   * once, those inserted meanwhile at the end.
+   */
+  async audioAfter(afterId: number, limit: number): Promise<StoredAudioRow[]> {
+    return this.db
+      .select({ id: records.id, recordId: records.recordId, format: records.format })
+      .from(records)
+      .where(gt(records.id, afterId))
+      .orderBy(asc(records.id))
+      .limit(limit);
+  }
+
   /** Which of `recordIds` have a row now. */
   async existingRecordIds(recordIds: readonly string[]): Promise<Set<string>> {
     if (recordIds.length === 0) return new Set();
@@ -151,6 +164,11 @@ export class RecordRepository {
       .returning({ recordId: records.recordId });
     return rows.length;
   }
+}
+
+/** Where a record's audio is, and its row's place in the table. */
+export interface StoredAudioRow extends StoredAudioRef {
+  readonly id: number;
 }
 
 /** A position in a user's newest-first list: the last record of a page. */

@@ -77,3 +77,14 @@ export type NewRecordRow = typeof records.$inferInsert;
 export type PeaksRow = Omit<typeof recordPeaks.$inferInsert, 'recordId'>;
 /** What locates a record's audio in the blob store. */
 export type StoredAudioRef = Pick<RecordRow, 'recordId' | 'format'>;
+
+/**
+ * Fixed-window counters shared by every replica on one PostgreSQL (rate limits, failed authentications).
+ * UNLOGGED (set in the migration; Drizzle cannot say it): no WAL traffic for every counted request, and
+ * after a crash PostgreSQL empties the table, which only forgets some counts.
+ */
+export const hitCounters = pgTable('hit_counters', {
+  key: text('key').primaryKey(),
+  hits: integer('hits').notNull(),
+  windowEndsAt: timestamp('window_ends_at', { withTimezone: true }).notNull(),
+});

@@ -121,6 +121,9 @@ export const RecordMetadata = Type.Object({
     Type.Number({ description: 'Integrated loudness of the stored audio; present when it was normalised.' }),
   ),
   peaks_url: Type.String({ description: 'The waveform peaks, for holders of the link as for `record_url`.' }),
+  share_url: Type.String({
+    description: 'The web app’s page for the record (title, player, waveform, download), for holders of the link.',
+  }),
 });
 export type RecordMetadata = Static<typeof RecordMetadata>;
 

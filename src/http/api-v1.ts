@@ -2,6 +2,7 @@ import type { FastifyInstance, onRequestAsyncHookHandler } from 'fastify';
 import type { Config } from '../config.js';
 import type { Services } from '../container.js';
 import { RateLimited } from '../domain/errors.js';
+import { clientKey } from './protection.js';
 import { RecordViews } from './record-views.js';
 import { accountRoutes } from './routes/accounts.js';
 import { recordLinkRoutes } from './routes/record-links.js';
@@ -37,6 +38,8 @@ function userCreationLimit(app: FastifyInstance, config: Config): onRequestAsync
   const { userCreations, windowMs } = config.rateLimit;
   if (userCreations === 0) return undefined;
   return app.rateLimit({
+    // Named, because every limit's counts live in one store (shared by replicas).
+    keyGenerator: (request) => `user-creations ${clientKey(request)}`,
     max: userCreations,
     timeWindow: windowMs,
     errorResponseBuilder: (_request, context) =>

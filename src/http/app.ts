@@ -13,6 +13,7 @@ import { registerAuthentication } from './auth.js';
 import { healthRoutes } from './health.js';
 import { registerErrorHandling } from './problems.js';
 import { answerClientError, registerProtection } from './protection.js';
+import { registerWebApp } from './web-app.js';
 
 const REQUEST_ID = /^[\w.-]{1,64}$/;
 
@@ -57,13 +58,19 @@ export async function buildApp(services: Services): Promise<FastifyInstance> {
   let storageCheck: BackgroundCheck | undefined;
   app.addHook('onReady', async () => {
     if (config.storageCheck.onStart)
-      storageCheck = startStorageCheck(services.records, services.blobs, config.storageCheck.orphanMinAgeMs, app.log);
+      storageCheck = startStorageCheck(
+        services.records,
+        services.blobs,
+        config.storageCheck.orphanMinAgeMs,
+        app.log,
+        (work) => services.database.runAlone('storage-check', work),
+      );
   });
   app.addHook('onClose', async () => storageCheck?.stop());
 
   registerBodyParsers(app);
   registerErrorHandling(app);
-  await registerProtection(app, config);
+  await registerProtection(app, config, services.hitCounters);
   await app.register(multipart, { limits: { fileSize: config.maxUploadBytes } });
   await app.register(accepts);
   await registerDocs(app);
@@ -76,12 +83,14 @@ export async function buildApp(services: Services): Promise<FastifyInstance> {
   await app.register(healthRoutes, {
     checks: {
       database: () => services.database.ping(),
+      storage: () => services.blobs.ping(),
       converter: async () => {
         await services.converterReady();
       },
     },
   });
   await registerApiV1(app, services);
+  await registerWebApp(app, config.webDir);
   return app;
 }
 

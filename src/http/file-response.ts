@@ -1,3 +1,4 @@
+import type { Readable } from 'node:stream';
 import contentDisposition from 'content-disposition';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import parseRange from 'range-parser';
@@ -12,6 +13,13 @@ export interface FileResponse {
   readonly downloadName: string;
 }
 
+/**
+ * Ranges (and whole files) up to this long are read at once and answered from memory when the store can (a local file), rather
+ * than streamed: a player's range request is then one read and one write. A client that stops reading holds
+ * at most this much, twice a stream's 256 KiB chunk.
+ */
+const MAX_BUFFERED_RANGE_BYTES = 512 * 1024;
+
 // Characters that some file systems or download dialogs refuse, replaced in the ASCII fallback name.
 const UNSAFE_IN_FILENAME = /[\\/:*?"<>|%]/g;
 
@@ -19,7 +27,11 @@ const UNSAFE_IN_FILENAME = /[\\/:*?"<>|%]/g;
  * Answers a GET for an immutable file with HTTP's conditional and range semantics: 304 for a fresh
  * cache, 206 for one satisfiable range, 416 for an unsatisfiable one, else 200 with the whole file.
  */
-export function sendFile(request: FastifyRequest, reply: FastifyReply, response: FileResponse): FastifyReply {
+export async function sendFile(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  response: FileResponse,
+): Promise<FastifyReply> {
   const { file } = response;
   const lastModified = file.modifiedAt.toUTCString();
   reply.headers({
@@ -45,18 +57,21 @@ export function sendFile(request: FastifyRequest, reply: FastifyReply, response:
       .send(problemDocument(416, `The file has ${file.sizeBytes} bytes.`));
   }
 
+  const length = range === undefined ? file.sizeBytes : range.end - range.start + 1;
+  let body: Buffer | Readable | undefined;
+  // HEAD answers the same headers and no body: the file is never read. (The route must list HEAD itself:
+  // Fastify's automatic HEAD route would set Content-Length to 0 for an empty payload.)
+  if (request.method === 'HEAD') closeQuietly(request, file);
+  else if (file.read !== undefined && length > 0 && length <= MAX_BUFFERED_RANGE_BYTES) {
+    // Read before the headers are set: a failed read is answered as an error, with no Content-Range.
+    body = await file.read(range ?? { start: 0, end: file.sizeBytes - 1 });
+  } else body = file.stream(range);
+
   reply.type(response.contentType);
   if (range !== undefined) {
     reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${file.sizeBytes}`);
   }
-  reply.header('content-length', range === undefined ? file.sizeBytes : range.end - range.start + 1);
-  // HEAD answers the same headers and no body: the file is never read. (The route must list HEAD itself:
-  // Fastify's automatic HEAD route would set Content-Length to 0 for an empty payload.)
-  if (request.method === 'HEAD') {
-    closeQuietly(request, file);
-    return reply.send();
-  }
-  return reply.send(file.stream(range));
+  return reply.header('content-length', length).send(body);
 }
 
 /** `inline` with the download's name, for a browser's "save as" (also what a presigned URL asks the store for). */

@@ -5,6 +5,8 @@ import { Health, ProblemDetails } from './api-schemas.js';
 export interface HealthChecks {
   /** Resolves when the database answers. */
   readonly database: () => Promise<void>;
+  /** Resolves when the audio storage answers (the folder, or the bucket). */
+  readonly storage: () => Promise<void>;
   /** Resolves when the converter can be run. */
   readonly converter: () => Promise<void>;
 }
@@ -23,7 +25,7 @@ export const healthRoutes: FastifyPluginAsyncTypebox<{ checks: HealthChecks }> =
     {
       schema: {
         tags: ['health'],
-        summary: 'The database answers and ffmpeg is found',
+        summary: 'The database and the audio storage answer, and ffmpeg is found',
         response: { 200: Health, 503: ProblemDetails },
       },
       logLevel: 'warn',
@@ -32,6 +34,7 @@ export const healthRoutes: FastifyPluginAsyncTypebox<{ checks: HealthChecks }> =
       const failures: string[] = [];
       await Promise.all([
         withTimeout(checks.database()).catch(() => failures.push('the database does not answer')),
+        withTimeout(checks.storage()).catch(() => failures.push('the audio storage does not answer')),
         withTimeout(checks.converter()).catch(() => failures.push('ffmpeg cannot be run')),
       ]);
       if (failures.length > 0) throw new Unavailable(`Not ready: ${failures.join('; ')}.`, 5);

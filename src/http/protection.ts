@@ -2,32 +2,48 @@ import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { Socket } from 'node:net';
 import { Readable, type Duplex } from 'node:stream';
 import cors from '@fastify/cors';
-import helmet from '@fastify/helmet';
-import rateLimit, { normalizeIP } from '@fastify/rate-limit';
+import rateLimit, {
+  normalizeIP,
+  type FastifyRateLimitStore,
+  type FastifyRateLimitStoreCtor,
+} from '@fastify/rate-limit';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import helmet, { type HelmetOptions } from 'helmet';
 import type { Config } from '../config.js';
 import { BodyTooSlow, RateLimited, Unavailable } from '../domain/errors.js';
+import type { HitCounters } from '../services/hit-counters.js';
 import { stringParameter } from './auth.js';
 import { problemDocument, sendProblem, toProblem } from './problems.js';
 import { cutBody } from './upload-guard.js';
 
-// How many clients the failure counter remembers at most; the oldest are forgotten first.
-const MAX_TRACKED_CLIENTS = 100_000;
+/** Where a browser is sent for audio when downloads redirect to the object store's presigned URLs. */
+function audioOrigins({ storage }: Config): string[] {
+  if (storage.driver !== 's3' || storage.download !== 'redirect') return [];
+  const { endpoint, bucket, region, forcePathStyle } = storage;
+  const { protocol, host } = new URL(endpoint ?? `https://s3.${region}.amazonaws.com`);
+  return forcePathStyle ? [`${protocol}//${host}`] : [`${protocol}//${host}`, `${protocol}//${bucket}.${host}`];
+}
 
 /**
  * Everything that protects the service from its clients rather than serving them: security headers, CORS
  * (off unless CORS_ORIGINS is set), the rate-limit plugin that routes configure for themselves, a limit
  * on failed authentication, and a problem+json 503 for requests that arrive while the server drains.
+ * Rate limits and failed authentications are counted in `counters`, which replicas share.
  * Call it before the routes are registered.
  */
-export async function registerProtection(app: FastifyInstance, config: Config): Promise<void> {
-  await app.register(helmet, {
+export async function registerProtection(app: FastifyInstance, config: Config, counters: HitCounters): Promise<void> {
+  registerSecurityHeaders(app, {
     contentSecurityPolicy: {
       useDefaults: true,
       directives: {
         // Swagger UI at /docs loads only its own scripts, styles and data: images, which the defaults allow.
         // The service is often run on plain HTTP inside a network; upgrading its subresources would break it.
         'upgrade-insecure-requests': null,
+        // The web app plays records from here, or from the object store they redirect to, and plays a
+        // microphone recording back from a blob: URL before it is uploaded.
+        'media-src': ["'self'", 'blob:', ...audioOrigins(config)],
+        // wavesurfer.js styles its shadow root with a <style> element; no stylesheet comes from elsewhere.
+        'style-src': ["'self'", "'unsafe-inline'"],
       },
     },
     // Record links are meant to be shared and played from other sites (<audio src=…>).
@@ -58,10 +74,54 @@ export async function registerProtection(app: FastifyInstance, config: Config): 
     const body = JSON.stringify(problemDocument(417, 'Only "Expect: 100-continue" is supported.'));
     response.writeHead(417, { 'content-type': 'application/problem+json', connection: 'close' }).end(body);
   });
-  registerAuthFailureLimit(app, config);
+  registerAuthFailureLimit(app, config, counters);
 
   // Nothing is limited by default: a route takes a handler from `app.rateLimit(…)` as its own onRequest.
-  await app.register(rateLimit, { global: false });
+  await app.register(rateLimit, { global: false, store: rateLimitStore(counters) });
+}
+
+/**
+ * helmet's headers, worked out once and set on every answer as helmet sets them (same names, order and
+ * values): with these options they depend on nothing in the request, and @fastify/helmet would build a
+ * new helmet, and parse the CSP again, for every request, downloads included.
+ */
+function registerSecurityHeaders(app: FastifyInstance, options: HelmetOptions): void {
+  const headers: Array<readonly [string, string]> = [];
+  const recorder = {
+    setHeader: (name: string, value: string) => headers.push([name, value]),
+    // X-Powered-By, which Node never sets.
+    removeHeader: () => {},
+  };
+  helmet(options)({} as IncomingMessage, recorder as unknown as ServerResponse, (error?: unknown) => {
+    if (error !== undefined) throw new Error('helmet refused its options', { cause: error });
+  });
+  app.addHook('onRequest', (_request, reply, done) => {
+    for (const [name, value] of headers) reply.raw.setHeader(name, value);
+    done();
+  });
+}
+
+/**
+ * The rate-limit plugin's counters, kept in `counters` (the plugin itself keeps them in process memory or
+ * Redis). Limits tell their counts apart by the key they generate, so every child shares one store.
+ */
+function rateLimitStore(counters: HitCounters): FastifyRateLimitStoreCtor {
+  return class CountersStore implements FastifyRateLimitStore {
+    incr(
+      key: string,
+      callback: (error: Error | null, result?: { current: number; ttl: number }) => void,
+      timeWindow: number,
+    ): void {
+      counters.hit(key, timeWindow).then(
+        ({ hits, resetInMs }) => callback(null, { current: hits, ttl: resetInMs }),
+        (error: unknown) => callback(error instanceof Error ? error : new Error(String(error))),
+      );
+    }
+
+    child(): FastifyRateLimitStore {
+      return this;
+    }
+  };
 }
 
 /** The client's address; IPv6 clients by their /64, which one subscriber usually holds whole. */
@@ -130,12 +190,15 @@ function registerBodyDeadline(app: FastifyInstance, timeoutMs: number): void {
   });
 }
 
-/** A response (a download) whose client stops reading for `timeoutMs` is cut, freeing its socket and file. */
+/**
+ * A response (a download) whose client stops reading for `timeoutMs` is cut, freeing its socket and file, or
+ * the buffer a short range is answered from.
+ */
 function registerResponseIdleTimeout(app: FastifyInstance, timeoutMs: number): void {
   // One listener per socket, however many responses a keep-alive connection carries.
   const watched = new WeakSet<Socket>();
   app.addHook('onSend', async (request, _reply, payload) => {
-    if (!(payload instanceof Readable)) return payload;
+    if (!(payload instanceof Readable) && !Buffer.isBuffer(payload)) return payload;
     const socket = request.raw.socket;
     if (!watched.has(socket)) {
       watched.add(socket);
@@ -171,13 +234,12 @@ function registerDrainingResponse(app: FastifyInstance): void {
 /**
  * Counts the 401s each client (by IP, as Fastify resolves it under TRUST_PROXY) receives for one account
  * in a fixed window; past the limit its authenticated requests for that account get 429 with
- * Retry-After until the window ends, so guessing tokens is slowed to a crawl. @fastify/rate-limit counts requests, not outcomes,
- * so this small counter does the job.
+ * Retry-After until the window ends, so guessing tokens is slowed to a crawl. @fastify/rate-limit counts
+ * requests, not outcomes, so the hook counts the 401s itself, in the same shared counters.
  */
-function registerAuthFailureLimit(app: FastifyInstance, config: Config): void {
+function registerAuthFailureLimit(app: FastifyInstance, config: Config, counters: HitCounters): void {
   const { authFailures, windowMs } = config.rateLimit;
   if (authFailures === 0) return;
-  const failures = new Map<string, { count: number; resetAt: number }>();
 
   // By address and account, so that one guesser behind a shared address (or a misconfigured proxy) locks
   // out only the account it guesses at; `token` routes name no account, so they share one key per address.
@@ -185,23 +247,15 @@ function registerAuthFailureLimit(app: FastifyInstance, config: Config): void {
     const params: unknown = request.params;
     const query: unknown = request.query;
     const userId = stringParameter(params, 'user_id') ?? stringParameter(query, 'user_id') ?? '(token)';
-    return `${clientKey(request)} ${userId.toLowerCase()}`;
-  };
-  const current = (key: string, now: number) => {
-    const entry = failures.get(key);
-    if (entry === undefined) return undefined;
-    if (entry.resetAt > now) return entry;
-    failures.delete(key);
-    return undefined;
+    return `auth-failures ${clientKey(request)} ${userId.toLowerCase()}`;
   };
 
   // preValidation: the path and query are parsed by then, and nothing of the request has been acted on.
   app.addHook('preValidation', async (request: FastifyRequest, reply: FastifyReply) => {
     if (request.routeOptions.config.auth === undefined) return;
-    const now = Date.now();
-    const entry = current(keyOf(request), now);
-    if (entry === undefined || entry.count < authFailures) return;
-    const retryAfter = Math.max(1, Math.ceil((entry.resetAt - now) / 1000));
+    const window = await counters.peek(keyOf(request));
+    if (window === undefined || window.hits < authFailures) return;
+    const retryAfter = Math.max(1, Math.ceil(window.resetInMs / 1000));
     return sendProblem(
       reply,
       toProblem(
@@ -213,21 +267,16 @@ function registerAuthFailureLimit(app: FastifyInstance, config: Config): void {
     );
   });
 
-  app.addHook('onResponse', async (request, reply) => {
+  // Counted before the 401 leaves: a client's next request must find this failure already counted, on
+  // whichever replica it lands.
+  app.addHook('onSend', async (request, reply) => {
     if (reply.statusCode !== 401 || request.routeOptions.config.auth === undefined) return;
-    const now = Date.now();
-    const key = keyOf(request);
-    const entry = current(key, now);
-    if (entry !== undefined) {
-      entry.count += 1;
-      return;
+    try {
+      await counters.hit(keyOf(request), windowMs);
+    } catch (error) {
+      // An uncounted failure (the database is down) only makes the limit a little late; the 401 still goes.
+      request.log.warn({ err: error }, 'could not count a failed authentication');
     }
-    // Entries are added in the order they expire, so the expired ones are always at the front.
-    for (const [key, value] of failures) {
-      if (value.resetAt > now && failures.size < MAX_TRACKED_CLIENTS) break;
-      failures.delete(key);
-    }
-    failures.set(key, { count: 1, resetAt: now + windowMs });
   });
 }
 

@@ -6,6 +6,9 @@ import { publicBase, recordUrl } from './urls.js';
 /** Where a record's peaks are for holders of its link, beside `/record`. */
 export const PEAKS_PATH = '/record/peaks';
 
+/** The web app's public page for a record link: its title, player and waveform. */
+const SHARE_PAGE_PATH = '/listen';
+
 /** How records are shown to clients: their link and their metadata. */
 export class RecordViews {
   constructor(private readonly publicUrl: string | undefined) {}
@@ -20,6 +23,7 @@ export class RecordViews {
     return {
       record_url: recordUrl(base, prefix, record.recordId, record.userId),
       peaks_url: recordUrl(base, prefix, record.recordId, record.userId, PEAKS_PATH),
+      share_url: recordUrl(base, '', record.recordId, record.userId, SHARE_PAGE_PATH),
       record_id: record.recordId,
       user_id: record.userId,
       title: record.title,

@@ -1,14 +1,30 @@
 import { Busy } from '../domain/errors.js';
 
-export type Release = () => void;
+/**
+ * One admitted job. It holds two things, given back separately: a slot (a core, while its encoder runs)
+ * and a place (from admission until the job is over, committing included). Both calls are idempotent.
+ */
+export interface Admission {
+  /** The encoder has exited: its core goes to the next waiting job at once; the place stays taken. */
+  readonly freeSlot: () => void;
+  /** The job is over, stored or failed: frees its place, and its slot when `freeSlot` was not called. */
+  readonly end: () => void;
+}
 
 /**
- * Admission control for conversions: `slots` run at once and `queueSize` more may wait. Past that a
- * request is refused at once, before its body is read, so a waiting upload holds no memory.
+ * Admission control for conversions: `slots` encoders run at once, and `slots + queueSize` jobs may be
+ * admitted in all (waiting, converting, or committing their result). Past that a request is refused at
+ * once, before its body is read, so a waiting upload holds no memory.
+ *
+ * A job gives back its slot when its encoder exits, not when it is stored: the fsyncs, the rename or the
+ * S3 put and the row's insert take tens of milliseconds per upload, in which the next encoder can already
+ * run. Its place is kept until it is stored, so that the uploads in flight (and their scratch files and
+ * store puts) stay bounded by the same `slots + queueSize` however slow the store is.
  */
 export class ConversionLimiter {
-  private running = 0;
-  private readonly waiting: Array<(release: Release) => void> = [];
+  private converting = 0;
+  private admitted = 0;
+  private readonly waiting: Array<() => void> = [];
   // A running estimate of one conversion's length, for Retry-After; starts at a typical short recording.
   private averageSeconds = 5;
 
@@ -19,28 +35,32 @@ export class ConversionLimiter {
 
   /** Throws the Busy that `acquire` would, without taking anything: for a check before any other work. */
   refuseIfFull(): void {
-    if (this.running >= this.slots && this.waiting.length >= this.queueSize) throw this.busy();
+    if (this.admitted >= this.slots + this.queueSize) throw this.busy();
   }
 
   /**
-   * Takes a slot, waiting in the queue if needed. Throws Busy (with a retry estimate) when the queue is full;
-   * leaves the queue when `signal` aborts (the client went away).
+   * Takes a place, then a slot, waiting in the queue for the slot if needed. Throws Busy (with a retry
+   * estimate) when every place is taken; leaves the queue when `signal` aborts (the client went away).
    */
-  async acquire(signal?: AbortSignal): Promise<Release> {
+  async acquire(signal?: AbortSignal): Promise<Admission> {
     if (signal?.aborted === true) throw abortReason(signal);
-    if (this.running < this.slots) return this.grant();
-    if (this.waiting.length >= this.queueSize) throw this.busy();
-    return new Promise<Release>((resolve, reject) => {
-      this.waiting.push(resolve);
-      signal?.addEventListener(
-        'abort',
-        () => {
-          const index = this.waiting.indexOf(resolve);
-          if (index !== -1) this.waiting.splice(index, 1);
-          reject(abortReason(signal));
-        },
-        { once: true },
-      );
+    this.refuseIfFull();
+    this.admitted += 1;
+    if (this.converting < this.slots) return this.admission();
+    return new Promise<Admission>((resolve, reject) => {
+      const onAbort = () => {
+        const index = this.waiting.indexOf(start);
+        if (index === -1) return;
+        this.waiting.splice(index, 1);
+        this.admitted -= 1;
+        reject(abortReason(signal as AbortSignal));
+      };
+      const start = () => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve(this.admission());
+      };
+      this.waiting.push(start);
+      signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
 
@@ -57,18 +77,27 @@ export class ConversionLimiter {
     );
   }
 
-  private grant(): Release {
-    this.running += 1;
+  private admission(): Admission {
+    this.converting += 1;
     const startedAt = performance.now();
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
+    let slotHeld = true;
+    let ended = false;
+    const freeSlot = () => {
+      if (!slotHeld) return;
+      slotHeld = false;
       const seconds = (performance.now() - startedAt) / 1000;
       this.averageSeconds = 0.8 * this.averageSeconds + 0.2 * seconds;
-      this.running -= 1;
-      const next = this.waiting.shift();
-      if (next !== undefined) next(this.grant());
+      this.converting -= 1;
+      this.waiting.shift()?.();
+    };
+    return {
+      freeSlot,
+      end: () => {
+        if (ended) return;
+        ended = true;
+        freeSlot();
+        this.admitted -= 1;
+      },
     };
   }
 }

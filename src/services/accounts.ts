@@ -4,6 +4,7 @@ import type { UserRepository } from '../db/users.js';
 import { Unauthorized, UsernameTaken } from '../domain/errors.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { Logger } from './logger.js';
+import type { RecordLinkCache } from './record-link-cache.js';
 import { removeAudio } from './stored-audio.js';
 import { cleanText } from './text.js';
 import { hashesMatch, hashToken, issueToken } from './tokens.js';
@@ -41,6 +42,7 @@ export class AccountService {
     private readonly users: AccountUsers,
     private readonly records: AccountRecords,
     private readonly blobs: BlobStore,
+    private readonly linkCache: RecordLinkCache,
   ) {}
 
   async create(requestedUsername: string): Promise<Credentials> {
@@ -88,6 +90,7 @@ export class AccountService {
     // Rows first, in one committed transaction; audio after (see RecordingService.delete for why this order).
     const deleted = await this.users.deleteWithRecords(user.id);
     if (deleted === undefined) throw new Unauthorized(); // deleted meanwhile by a concurrent request
+    this.linkCache.forgetUser(user.id);
     await removeAudio(this.blobs, deleted, log);
   }
 }

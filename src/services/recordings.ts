@@ -12,7 +12,7 @@ import {
   Unavailable,
 } from '../domain/errors.js';
 import type { ConvertedAudio, Converter } from '../media/converter.js';
-import type { ConversionLimiter } from '../media/limiter.js';
+import type { Admission, ConversionLimiter } from '../media/limiter.js';
 import { storedFormat } from '../media/outputs.js';
 import type { Peaks } from '../media/peaks.js';
 import type { BlobStore, OpenedBlob } from '../storage/blob-store.js';
@@ -21,6 +21,7 @@ import type { AuthenticatedUser } from './accounts.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
 import type { Logger } from './logger.js';
 import type { Quota } from './quota.js';
+import type { RecordLinkCache } from './record-link-cache.js';
 import type { UploadCaps } from './upload-caps.js';
 import { audioKey, removeAudio } from './stored-audio.js';
 import { cleanFilename, cleanOptionalText } from './text.js';
@@ -101,6 +102,8 @@ export interface RecordingDependencies {
   readonly freeDiskBytes: () => Promise<number>;
   /** Send clients to the store's presigned URLs, valid at least this long; unset: the service streams audio. */
   readonly redirectDownloadsSeconds?: number | undefined;
+  /** Records recently looked up by link; shared with the accounts, which forget a deleted user's. */
+  readonly linkCache: RecordLinkCache;
 }
 
 /** The use cases of recordings: upload, list, inspect, rename, delete, and play by link. */
@@ -137,9 +140,11 @@ export class RecordingService {
     const scratchPath = this.deps.scratch.newPath();
     const spoolPath = this.deps.scratch.newPath();
     const retaggedPath = this.deps.scratch.newPath();
+    let admission: Admission | undefined;
     try {
       // Admission is decided before a byte of the body is read; waiting here holds no upload in memory.
-      const release = await this.deps.limiter.acquire(source.signal);
+      admission = await this.deps.limiter.acquire(source.signal);
+      const { freeSlot } = admission;
       let converted: ConvertedAudio | undefined;
       let originalFilename: string | null = null;
       let taggedTitle: string | null = null;
@@ -150,11 +155,17 @@ export class RecordingService {
           const fromForm = Object.entries(before.options).filter(([, value]) => value !== '');
           const output = parseOutputOptions({ ...options.output, ...Object.fromEntries(fromForm) });
           taggedTitle = before.title ?? queryTitle;
-          converted = await this.deps.converter.convert(file, scratchPath, { output, title: taggedTitle, spoolPath });
+          try {
+            converted = await this.deps.converter.convert(file, scratchPath, { output, title: taggedTitle, spoolPath });
+          } finally {
+            // The encoder has exited: the next upload's encoder starts while this one reads its form's end
+            // and is stored.
+            freeSlot();
+          }
           originalFilename = cleanFilename(before.filename);
         });
       } finally {
-        release();
+        freeSlot();
         await this.deps.scratch.discard(spoolPath);
       }
       if (converted === undefined) throw new InvalidInput('The form has no "file" part with the recording.');
@@ -162,11 +173,11 @@ export class RecordingService {
       let audioPath = scratchPath;
       if (title !== taggedTitle) {
         // The title came after the file: the tag is written now, by copying the audio into a new file.
-        const releaseJob = await this.deps.fileJobs.acquire(source.signal);
+        const job = await this.deps.fileJobs.acquire(source.signal);
         try {
           await this.deps.converter.retag(createReadStream(scratchPath), converted.format, title, retaggedPath);
         } finally {
-          releaseJob();
+          job.end();
         }
         audioPath = retaggedPath;
       }
@@ -189,7 +200,12 @@ export class RecordingService {
       );
     } finally {
       endCount();
-      await Promise.all([scratchPath, retaggedPath].map((path) => this.deps.scratch.discard(path)));
+      try {
+        await Promise.all([scratchPath, retaggedPath].map((path) => this.deps.scratch.discard(path)));
+      } finally {
+        // The upload's place in the limiter is held until it is stored (or failed) and its files are gone.
+        admission?.end();
+      }
     }
   }
 
@@ -216,7 +232,7 @@ export class RecordingService {
     const cleaned = cleanTitle(title ?? undefined);
     const record = found(await this.deps.records.findOwned(recordId, user.id));
     if (record.title === cleaned) return record;
-    const release = await this.deps.fileJobs.acquire();
+    const job = await this.deps.fileJobs.acquire();
     const retaggedPath = this.deps.scratch.newPath();
     try {
       const blob = await this.deps.blobs.open(audioKey(record));
@@ -224,10 +240,14 @@ export class RecordingService {
       await this.deps.converter.retag(blob.stream(), storedFormat(record.format), cleaned, retaggedPath);
       await this.putAudio(audioKey(record), retaggedPath, 'replacing');
     } finally {
-      release();
+      job.end();
       await this.deps.scratch.discard(retaggedPath);
     }
-    return found(await this.deps.records.rename(recordId, user.id, cleaned));
+    try {
+      return found(await this.deps.records.rename(recordId, user.id, cleaned));
+    } finally {
+      this.deps.linkCache.forget(recordId, user.id);
+    }
   }
 
   /**
@@ -244,7 +264,7 @@ export class RecordingService {
         data: new Int8Array(bytes.buffer, bytes.byteOffset, bytes.length),
       };
     }
-    const release = await this.deps.fileJobs.acquire();
+    const job = await this.deps.fileJobs.acquire();
     try {
       const blob = await this.deps.blobs.open(audioKey(record));
       if (blob === undefined) throw new NotFound(NO_SUCH_RECORD);
@@ -255,7 +275,7 @@ export class RecordingService {
       });
       return peaks;
     } finally {
-      release();
+      job.end();
     }
   }
 
@@ -265,12 +285,16 @@ export class RecordingService {
     // never a row pointing at missing audio. Downloads that already opened a local file keep reading it:
     // an unlinked file lives on until its last handle closes.
     const deleted = found(await this.deps.records.deleteOwned(recordId, user.id));
+    this.deps.linkCache.forget(recordId, user.id);
     await removeAudio(this.deps.blobs, [deleted], log);
   }
 
-  /** A record by its link: the two ids are the capability, no token is needed. */
+  /**
+   * A record by its link: the two ids are the capability, no token is needed. Looked up in memory first (see
+   * RecordLinkCache): a player's Range requests for one record would otherwise each query the database.
+   */
   async findByLink(recordId: string, userId: string): Promise<RecordRow> {
-    return found(await this.deps.records.findOwned(recordId, userId));
+    return found(await this.deps.linkCache.find(recordId, userId, () => this.deps.records.findOwned(recordId, userId)));
   }
 
   /**
@@ -289,6 +313,8 @@ export class RecordingService {
   async openAudio(record: RecordRow, log: Logger): Promise<OpenedBlob> {
     const blob = await this.deps.blobs.open(audioKey(record));
     if (blob !== undefined) return blob;
+    // The row came from memory, perhaps after another replica deleted it: ask the database, and forget it.
+    this.deps.linkCache.forget(record.recordId, record.userId);
     // A delete may have removed row and audio since the lookup; only a row still there is an inconsistency.
     if ((await this.deps.records.findOwned(record.recordId, record.userId)) !== undefined) {
       log.error({ recordId: record.recordId }, 'record row without its audio file');

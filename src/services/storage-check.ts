@@ -154,6 +154,12 @@ export function isConsistent(report: StorageReport): boolean {
   return report.rowsWithoutFile.count === 0 && report.orphanFiles.count === 0;
 }
 
+/**
+ * Runs `work` unless another process of the deployment is running the same work; resolves false when
+ * it is, without running it.
+ */
+export type RunAlone = (work: () => Promise<void>) => Promise<boolean>;
+
 export interface BackgroundCheck {
   /** Stops the check at the next shard and waits for it. */
   stop(): Promise<void>;
@@ -162,43 +168,30 @@ export interface BackgroundCheck {
 /**
  * The start-up form: runs in the background without delaying readiness, removes orphan files older than
  * `orphanMinAgeMs` (left by a crash between the file's rename and its row's insert) and only logs rows
- * whose file is missing, which need a person (or `node dist/check-storage.js --repair`).
+ * whose file is missing, which need a person (or `node dist/check-storage.js --repair`). Of replicas
+ * starting together only one checks (`runAlone`): the others would repeat its work and race its deletions.
  */
 export function startStorageCheck(
   records: CheckedRecords,
   blobs: BlobStore,
   orphanMinAgeMs: number,
   log: Logger,
+  runAlone: RunAlone = (work) => work().then(() => true),
 ): BackgroundCheck {
   const controller = new AbortController();
-  const running = checkStorage(records, blobs, {
-    removeOrphanFiles: true,
-    removeRowsWithoutFile: false,
-    orphanMinAgeMs,
-    signal: controller.signal,
-    listLimit: 20,
-  }).then(
-    (report) => {
-      if (report.rowsWithoutFile.count > 0) {
-        log.error(
-          { rowsWithoutFile: report.rowsWithoutFile.count, sample: report.rowsWithoutFile.sample },
-          'storage check: records whose MP3 file is missing; to drop them, run `node dist/check-storage.js --repair` ' +
-            '(Docker Compose: `docker compose exec api node dist/check-storage.js --repair`; with the embedded ' +
-            'PGlite database, stop the service first)',
-        );
-      }
-      log.info(
-        {
-          complete: report.complete,
-          rowsScanned: report.rowsScanned,
-          filesScanned: report.filesScanned,
-          removedOrphanFiles: report.removedFiles,
-          abortedUploads: report.abortedUploads,
-          rowsWithoutFile: report.rowsWithoutFile.count,
-          strayEntries: report.strayEntries.count,
-        },
-        'storage check finished',
-      );
+  const check = async () => {
+    const report = await checkStorage(records, blobs, {
+      removeOrphanFiles: true,
+      removeRowsWithoutFile: false,
+      orphanMinAgeMs,
+      signal: controller.signal,
+      listLimit: 20,
+    });
+    logReport(report, log);
+  };
+  const running = runAlone(check).then(
+    (ran) => {
+      if (!ran) log.info({ skipped: true }, 'storage check: another process of the service is running it');
     },
     (error: unknown) => {
       if (controller.signal.aborted) return;
@@ -211,4 +204,27 @@ export function startStorageCheck(
       await running;
     },
   };
+}
+
+function logReport(report: StorageReport, log: Logger): void {
+  if (report.rowsWithoutFile.count > 0) {
+    log.error(
+      { rowsWithoutFile: report.rowsWithoutFile.count, sample: report.rowsWithoutFile.sample },
+      'storage check: records whose MP3 file is missing; to drop them, run `node dist/check-storage.js --repair` ' +
+        '(Docker Compose: `docker compose exec api node dist/check-storage.js --repair`; with the embedded ' +
+        'PGlite database, stop the service first)',
+    );
+  }
+  log.info(
+    {
+      complete: report.complete,
+      rowsScanned: report.rowsScanned,
+      filesScanned: report.filesScanned,
+      removedOrphanFiles: report.removedFiles,
+      abortedUploads: report.abortedUploads,
+      rowsWithoutFile: report.rowsWithoutFile.count,
+      strayEntries: report.strayEntries.count,
+    },
+    'storage check finished',
+  );
 }

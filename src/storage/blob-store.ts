@@ -3,6 +3,11 @@ import type { Readable } from 'node:stream';
 export interface BlobInfo {
   readonly sizeBytes: number;
   readonly modifiedAt: Date;
+  /**
+   * The MD5 of the bytes (hex) where the store states one without reading them: an S3 ETag of a single-part,
+   * not KMS-encrypted object. Absent otherwise (a local file, a multipart upload's ETag).
+   */
+  readonly md5?: string;
 }
 
 export interface ByteRange {
@@ -15,7 +20,12 @@ export interface ByteRange {
 export interface OpenedBlob extends BlobInfo {
   /** Streams the blob, or one byte range of it, and closes it at the end. */
   stream(range?: ByteRange): Readable;
-  /** Closes the blob when it is not streamed. */
+  /**
+   * Reads one byte range into memory at once, and closes the blob: for stores where that is cheaper than a
+   * stream (a local file: one positional read). Use it for short ranges only.
+   */
+  read?(range: ByteRange): Promise<Buffer>;
+  /** Closes the blob when it is neither streamed nor read. */
   close(): Promise<void>;
 }
 
@@ -54,6 +64,8 @@ export interface BlobStore {
   stat(key: string): Promise<BlobInfo | undefined>;
   /** Deleting a missing blob is not an error. */
   delete(key: string): Promise<void>;
+  /** Resolves when the store answers and the service may read and write it (for the readiness probe). */
+  ping(): Promise<void>;
   /** Every blob whose key starts with `prefix`, including names the service never writes. */
   list(prefix: string): AsyncIterable<ListedBlob>;
   /** A URL where the store itself serves the blob for a while; only stores that can serve clients have it. */

@@ -1,11 +1,19 @@
-import { createWriteStream } from 'node:fs';
-import { copyFile, mkdir, open, readdir, rename, rm, stat, statfs } from 'node:fs/promises';
+import { constants, createReadStream, createWriteStream } from 'node:fs';
+import { access, copyFile, mkdir, open, readdir, rename, rm, stat, statfs } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { Readable } from 'node:stream';
+import { finished, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { BlobInfo, BlobStore, ListedBlob, LocalFile, OpenedBlob } from './blob-store.js';
 import { isRecordKey } from './keys.js';
+import { OpenFiles, readAt } from './open-files.js';
 import type { ScratchDirectory } from './scratch.js';
+
+/**
+ * Bytes read from a file at a time when streaming it: a 256 KiB range is one read, and a whole file takes a
+ * quarter of the reads and socket writes of Node's 64 KiB default. A slow client holds at most a chunk or
+ * two of it in memory (the stream stops reading while the socket is full).
+ */
+const READ_CHUNK_BYTES = 256 * 1024;
 
 /**
  * Blobs as files under one folder, a key's path below it. A put makes the file durable (fsync) and moves it
@@ -13,6 +21,8 @@ import type { ScratchDirectory } from './scratch.js';
  * partial file and a crash never leaves a renamed file that is not on disk.
  */
 export class LocalBlobStore implements BlobStore {
+  private readonly openFiles = new OpenFiles();
+
   constructor(
     private readonly root: string,
     private readonly scratch: ScratchDirectory,
@@ -20,6 +30,10 @@ export class LocalBlobStore implements BlobStore {
 
   async init(): Promise<void> {
     await mkdir(this.root, { recursive: true });
+  }
+
+  async ping(): Promise<void> {
+    await access(this.root, constants.R_OK | constants.W_OK);
   }
 
   /** Bytes an unprivileged process can still write where the blobs live. */
@@ -30,20 +44,34 @@ export class LocalBlobStore implements BlobStore {
 
   async put(key: string, source: LocalFile | Readable): Promise<BlobInfo> {
     const finalPath = this.pathOf(key);
-    if (source instanceof Readable) {
-      const scratchPath = this.scratch.newPath();
-      try {
-        await pipeline(source, createWriteStream(scratchPath));
-        return await this.moveIntoPlace(scratchPath, finalPath);
-      } finally {
-        await this.scratch.discard(scratchPath);
+    try {
+      if (source instanceof Readable) {
+        const scratchPath = this.scratch.newPath();
+        try {
+          await pipeline(source, createWriteStream(scratchPath));
+          return await this.moveIntoPlace(scratchPath, finalPath);
+        } finally {
+          await this.scratch.discard(scratchPath);
+        }
       }
+      return await this.moveIntoPlace(source.path, finalPath);
+    } finally {
+      // After the move: a request opening the key from now on must find the new file, not a kept old one.
+      this.openFiles.forget(key);
     }
-    return this.moveIntoPlace(source.path, finalPath);
   }
 
   async delete(key: string): Promise<void> {
-    await rm(this.pathOf(key), { force: true });
+    try {
+      await rm(this.pathOf(key), { force: true });
+    } finally {
+      this.openFiles.forget(key);
+    }
+  }
+
+  /** Closes the files kept open; those still being read close when their downloads end. */
+  close(): void {
+    this.openFiles.close();
   }
 
   async stat(key: string): Promise<BlobInfo | undefined> {
@@ -56,26 +84,43 @@ export class LocalBlobStore implements BlobStore {
     }
   }
 
+  /**
+   * The file, shared with other requests for it for a few seconds (see OpenFiles): a player's range
+   * requests then cost one positional read each instead of an open, a stat, reads and a close. Streams and
+   * reads are positional, so they never disturb one another on the shared descriptor.
+   */
   async open(key: string): Promise<OpenedBlob | undefined> {
-    let file;
-    try {
-      file = await open(this.pathOf(key), 'r');
-    } catch (error) {
-      if (isNotFound(error)) return undefined;
-      throw error;
-    }
-    let info;
-    try {
-      info = await file.stat();
-    } catch (error) {
-      await file.close();
-      throw error;
-    }
+    const file = await this.openFiles.acquire(key, this.pathOf(key));
+    if (file === undefined) return undefined;
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      this.openFiles.release(file);
+    };
     return {
-      sizeBytes: info.size,
-      modifiedAt: info.mtime,
-      stream: (range) => file.createReadStream({ ...range, autoClose: true }),
-      close: () => file.close(),
+      sizeBytes: file.sizeBytes,
+      modifiedAt: file.modifiedAt,
+      stream: (range) => {
+        const stream = createReadStream('', {
+          fd: file.fd,
+          // A start, even 0, makes every read positional.
+          start: range?.start ?? 0,
+          ...(range === undefined ? {} : { end: range.end }),
+          highWaterMark: READ_CHUNK_BYTES,
+          autoClose: false,
+        });
+        finished(stream, release);
+        return stream;
+      },
+      read: async (range) => {
+        try {
+          return await readAt(file, range.start, range.end - range.start + 1);
+        } finally {
+          release();
+        }
+      },
+      close: async () => release(),
     };
   }
 

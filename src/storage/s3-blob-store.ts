@@ -14,6 +14,7 @@ import {
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
+  type HeadObjectCommandOutput,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
@@ -105,6 +106,17 @@ interface Head extends BlobInfo {
   readonly etag: string | undefined;
 }
 
+/**
+ * The MD5 an ETag states: a single PutObject's ETag is the MD5 of its bytes, unless AWS encrypts the object
+ * with KMS or a customer key. A multipart upload's ETag (`…-N`) is not.
+ */
+function md5OfEtag(answer: HeadObjectCommandOutput): string | undefined {
+  const md5 = /^"?([0-9a-fA-F]{32})"?$/.exec(answer.ETag ?? '')?.[1];
+  if (answer.SSECustomerAlgorithm !== undefined) return undefined;
+  if (answer.ServerSideEncryption !== undefined && answer.ServerSideEncryption !== 'AES256') return undefined;
+  return md5?.toLowerCase();
+}
+
 /** Why the bucket cannot be used, by which step failed and the store's error code (NoSuchBucket, AccessDenied…). */
 export class StorageUnusable extends Error {
   override name = 'StorageUnusable';
@@ -171,6 +183,7 @@ export class S3BlobStore implements BlobStore {
     return {
       sizeBytes: head.sizeBytes,
       modifiedAt: head.modifiedAt,
+      ...(head.md5 === undefined ? {} : { md5: head.md5 }),
       stream: (range) => this.download(objectKey, head, range),
       close: async () => {},
     };
@@ -178,7 +191,9 @@ export class S3BlobStore implements BlobStore {
 
   async stat(key: string): Promise<BlobInfo | undefined> {
     const head = await this.head(this.objectKey(key));
-    return head === undefined ? undefined : { sizeBytes: head.sizeBytes, modifiedAt: head.modifiedAt };
+    if (head === undefined) return undefined;
+    const { sizeBytes, modifiedAt, md5 } = head;
+    return md5 === undefined ? { sizeBytes, modifiedAt } : { sizeBytes, modifiedAt, md5 };
   }
 
   async delete(key: string): Promise<void> {
@@ -285,6 +300,13 @@ export class S3BlobStore implements BlobStore {
     }
   }
 
+  /** One listing of at most one key: it needs only the ListBucket permission the service has anyway. */
+  async ping(): Promise<void> {
+    await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.prefix, MaxKeys: 1 }), {
+      abortSignal: AbortSignal.timeout(PROBE_TIMEOUT_MS),
+    });
+  }
+
   /**
    * The start-up probe: writes a small object under the prefix, reads it back, lists the prefix and
    * deletes the object, so that a wrong endpoint, bucket, region or key stops the service at once.
@@ -345,7 +367,13 @@ export class S3BlobStore implements BlobStore {
     if (answer.ContentLength === undefined || answer.LastModified === undefined) {
       throw new Error(`S3 HeadObject of ${objectKey} answered no length or no date`);
     }
-    return { sizeBytes: answer.ContentLength, modifiedAt: answer.LastModified, etag: answer.ETag };
+    const md5 = md5OfEtag(answer);
+    return {
+      sizeBytes: answer.ContentLength,
+      modifiedAt: answer.LastModified,
+      etag: answer.ETag,
+      ...(md5 === undefined ? {} : { md5 }),
+    };
   }
 
   /**

@@ -4,8 +4,25 @@ import postgres from 'postgres';
 
 export type DatabaseKind = 'pglite' | 'postgres';
 
-/** PGlite always; the real PostgreSQL too when TEST_DATABASE_URL names one (CI sets it). */
-export const databaseKinds: DatabaseKind[] = process.env.TEST_DATABASE_URL ? ['pglite', 'postgres'] : ['pglite'];
+/**
+ * The databases the tests that run on each kind run on: PGlite always, the real PostgreSQL too when
+ * TEST_DATABASE_URL names one (CI sets it); `TEST_DATABASES=postgres` (or `pglite`, comma-separated)
+ * narrows that down. Tests that need no particular engine keep the one they name.
+ */
+export const databaseKinds: DatabaseKind[] = chooseKinds(process.env.TEST_DATABASES, process.env.TEST_DATABASE_URL);
+
+function chooseKinds(wanted: string | undefined, postgresUrl: string | undefined): DatabaseKind[] {
+  const available: DatabaseKind[] = postgresUrl ? ['pglite', 'postgres'] : ['pglite'];
+  if (wanted === undefined || wanted.trim() === '') return available;
+  const names = new Set(wanted.split(',').map((name) => name.trim()));
+  for (const name of names) {
+    if (name !== 'pglite' && name !== 'postgres') {
+      throw new Error(`TEST_DATABASES lists pglite and/or postgres, not ${JSON.stringify(name)}`);
+    }
+    if (name === 'postgres' && !postgresUrl) throw new Error('TEST_DATABASES=postgres needs TEST_DATABASE_URL');
+  }
+  return available.filter((kind) => names.has(kind));
+}
 
 export interface TestDatabase {
   readonly kind: DatabaseKind;

@@ -1,20 +1,14 @@
 import { access, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 
-/** What the service keeps under DATA_DIR: MP3s at records/<first 2 hex of the id>/<id>.mp3, temp files in tmp/. */
+/**
+ * The scratch folder DATA_DIR/tmp, on the local disk whatever the storage driver (audio is under
+ * DATA_DIR/records or in a bucket: see storage.ts).
+ */
 
-export const recordPath = (dataDir: string, recordId: string) =>
-  join(dataDir, 'records', recordId.slice(0, 2), `${recordId}.mp3`);
-
-/** Record ids of the files under DATA_DIR/records (sorted), and the names of any files under DATA_DIR/tmp. */
-export async function filesOnDisk(dataDir: string): Promise<{ records: string[]; temp: string[] }> {
-  const records: string[] = [];
-  const recordsDir = join(dataDir, 'records');
-  for (const shard of await readdir(recordsDir).catch(() => [])) {
-    for (const name of await readdir(join(recordsDir, shard))) records.push(name.replace(/\.mp3$/, ''));
-  }
-  const temp = await readdir(join(dataDir, 'tmp')).catch(() => []);
-  return { records: records.sort(), temp };
+/** Names of the files in DATA_DIR/tmp (none if it does not exist). */
+export async function tempFiles(dataDir: string): Promise<string[]> {
+  return readdir(join(dataDir, 'tmp')).catch(() => []);
 }
 
 export async function exists(path: string): Promise<boolean> {

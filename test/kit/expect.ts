@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { expect } from 'vitest';
-import { filesOnDisk } from './disk.js';
+import { tempFiles } from './disk.js';
 
 export interface ProblemJson {
   readonly type: string;
@@ -38,5 +38,5 @@ export async function expectProblem(answer: AnyAnswer, status: number): Promise<
 
 /** Waits (a little: cleanup may finish just after the answer) until DATA_DIR/tmp is empty. */
 export async function expectNoTempFiles(dataDir: string): Promise<void> {
-  await expect.poll(async () => (await filesOnDisk(dataDir)).temp, { timeout: 10_000 }).toEqual([]);
+  await expect.poll(() => tempFiles(dataDir), { timeout: 10_000 }).toEqual([]);
 }

@@ -168,14 +168,44 @@ export function sha256(bytes: Buffer): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
 
-/** Runs `src/check-storage.ts` as the CLI would run, and returns its exit status and output. */
+/**
+ * Runs `src/check-storage.ts` as the CLI would run (with `env`, e.g. the service's storage settings), and
+ * returns its exit status and output.
+ */
 export async function runCheckStorage(
-  options: { dataDir: string; databaseUrl?: string | undefined },
+  options: { dataDir: string; databaseUrl?: string | undefined; env?: Record<string, string> },
   args: string[] = [],
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME, DATA_DIR: options.dataDir };
+): Promise<ToolResult> {
+  return runTool('src/check-storage.ts', options, args);
+}
+
+/** Runs `src/migrate-storage.ts` as the CLI would run, with extra environment (the S3 settings). */
+export async function runMigrateStorage(
+  options: { dataDir: string; databaseUrl?: string | undefined; env?: Record<string, string> },
+  args: string[],
+): Promise<ToolResult> {
+  return runTool('src/migrate-storage.ts', options, args);
+}
+
+interface ToolResult {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+async function runTool(
+  script: string,
+  options: { dataDir: string; databaseUrl?: string | undefined; env?: Record<string, string> },
+  args: string[],
+): Promise<ToolResult> {
+  const env: NodeJS.ProcessEnv = {
+    PATH: process.env.PATH,
+    HOME: process.env.HOME,
+    ...options.env,
+    DATA_DIR: options.dataDir,
+  };
   if (options.databaseUrl !== undefined) env.DATABASE_URL = options.databaseUrl;
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/check-storage.ts', ...args], {
+  const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], {
     cwd: ROOT,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -14,12 +14,17 @@ import {
 /** s3rver's only account. */
 const ACCESS_KEY = 'S3RVER';
 
-/**
- * s3rver (a real S3 HTTP endpoint written in Node) in a child process, with one bucket and a client to
- * look into it. A child, because on Node 17+ its ListObjectsV2 continuation tokens (DES) need
- * `--openssl-legacy-provider`, and a process of its own keeps its work off the test's event loop.
- */
-export interface RunningS3rver {
+/** Where a running s3rver is: enough for another process (a test worker) to connect to it. */
+export interface S3rverAddress {
+  /** e.g. http://127.0.0.1:41234 */
+  readonly endpoint: string;
+  readonly bucket: string;
+  /** s3rver's own folder, where its objects are files (see `backdate`). */
+  readonly directory: string;
+}
+
+/** A bucket of a running s3rver, and a client to look into it. */
+export interface S3rverBucket {
   /** e.g. http://127.0.0.1:41234 */
   readonly endpoint: string;
   readonly bucket: string;
@@ -34,6 +39,15 @@ export interface RunningS3rver {
   remove(key: string): Promise<void>;
   /** Makes an object look `seconds` old: s3rver's Last-Modified is its file's modification time. */
   backdate(key: string, seconds: number): Promise<void>;
+}
+
+/**
+ * s3rver (a real S3 HTTP endpoint written in Node) in a child process, with one bucket and a client to
+ * look into it. A child, because on Node 17+ its ListObjectsV2 continuation tokens (DES) need
+ * `--openssl-legacy-provider`, and a process of its own keeps its work off the test's event loop.
+ */
+export interface RunningS3rver extends S3rverBucket {
+  readonly address: S3rverAddress;
   stop(): Promise<void>;
 }
 
@@ -69,7 +83,22 @@ export async function startS3rver(bucket = 'audio'): Promise<RunningS3rver> {
     child.once('exit', (code) => reject(new Error(`s3rver exited (${code}) before listening:\n${output}`)));
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const endpoint = `http://127.0.0.1:${port}`;
+  const address = { endpoint: `http://127.0.0.1:${port}`, bucket, directory };
+  const view = connectS3rver(address);
+  return {
+    ...view,
+    address,
+    stop: async () => {
+      view.client.destroy();
+      child.kill('SIGTERM');
+      await exited;
+      await rm(directory, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The bucket of an s3rver started elsewhere (in vitest's main process, for a test worker). */
+export function connectS3rver({ endpoint, bucket, directory }: S3rverAddress): S3rverBucket {
   const client = new S3Client({
     endpoint,
     region: 'us-east-1',
@@ -121,12 +150,6 @@ export async function startS3rver(bucket = 'audio'): Promise<RunningS3rver> {
       const name = parts.pop() ?? '';
       const when = new Date(Date.now() - seconds * 1000);
       await utimes(join(directory, bucket, ...parts, `${name}._S3rver_object`), when, when);
-    },
-    stop: async () => {
-      client.destroy();
-      child.kill('SIGTERM');
-      await exited;
-      await rm(directory, { recursive: true, force: true });
     },
   };
 }

@@ -7,6 +7,7 @@ import { createServices } from '../../src/container.js';
 import { buildApp } from '../../src/http/app.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import { createTestDatabase, type DatabaseKind, type TestDatabase } from './database.js';
+import { removeObjects, storageEnv } from './storage.js';
 
 export interface RunningService {
   readonly app: FastifyInstance;
@@ -21,9 +22,12 @@ export interface RunningService {
 }
 
 export interface TestServiceOptions {
-  /** Extra environment, as the service would read it. */
+  /**
+   * Extra environment, as the service would read it. Unless it sets STORAGE_DRIVER, the service stores its
+   * audio as TEST_STORAGE says (storage.ts): on S3, under a prefix of this data directory's own.
+   */
   readonly env?: Record<string, string>;
-  /** Reuse a data directory and database (for restart tests). */
+  /** Reuse a data directory (and its storage) and database (for restart tests). */
   readonly dataDir?: string;
   readonly databaseUrl?: string | undefined;
 }
@@ -34,6 +38,7 @@ export async function startService(options: TestServiceOptions = {}): Promise<Ru
   const config = loadConfig({
     LOG_LEVEL: 'info',
     CONVERT_CONCURRENCY: '2',
+    ...storageOf(dataDir, options.env?.STORAGE_DRIVER),
     ...options.env,
     DATA_DIR: dataDir,
     ...(options.databaseUrl === undefined ? {} : { DATABASE_URL: options.databaseUrl }),
@@ -61,13 +66,24 @@ export async function startService(options: TestServiceOptions = {}): Promise<Ru
   };
 }
 
+/** The storage settings to add: TEST_STORAGE's, unless the test chose a driver (its settings are its own). */
+function storageOf(dataDir: string, driver: string | undefined): Record<string, string> {
+  if (driver === undefined) return storageEnv(dataDir);
+  // Noted, so that the kit's storage helpers look at the disk for this data directory.
+  if (driver === 'local') storageEnv(dataDir, 'local');
+  return {};
+}
+
 export interface IsolatedService extends RunningService {
   readonly database: TestDatabase;
   /** Stops the service and removes its database and data directory. */
   cleanup(): Promise<void>;
 }
 
-/** A service on a fresh database of the given kind, and a cleanup that removes everything it made. */
+/**
+ * A service on a fresh database of the given kind (and storage, see startService), and a cleanup that
+ * removes everything it made.
+ */
 export async function startIsolatedService(
   kind: DatabaseKind,
   env: Record<string, string> = {},
@@ -80,6 +96,7 @@ export async function startIsolatedService(
     cleanup: async () => {
       await service.stop();
       await database.drop();
+      if (env.STORAGE_DRIVER === undefined) await removeObjects(service.dataDir);
       await rm(service.dataDir, { recursive: true, force: true });
     },
   };

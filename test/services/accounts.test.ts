@@ -3,6 +3,7 @@ import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { InvalidInput, Unauthorized, UsernameTaken } from '../../src/domain/errors.js';
 import { AccountService } from '../../src/services/accounts.js';
+import { RecordLinkCache } from '../../src/services/record-link-cache.js';
 import { audioKey } from '../../src/services/stored-audio.js';
 import { FakeDatabase, FakeRecordRepository, FakeUserRepository, InMemoryBlobStore, RecordingLogger } from './fakes.js';
 
@@ -16,7 +17,7 @@ function setup() {
   const users = new FakeUserRepository(db);
   const records = new FakeRecordRepository(db);
   const blobs = new InMemoryBlobStore(db.journal);
-  const accounts = new AccountService(users, records, blobs);
+  const accounts = new AccountService(users, records, blobs, new RecordLinkCache());
   return { db, users, records, blobs, accounts };
 }
 

@@ -61,6 +61,8 @@ export class InMemoryBlobStore implements BlobStore {
     };
   }
 
+  async ping(): Promise<void> {}
+
   async stat(key: string): Promise<BlobInfo | undefined> {
     checkKey(key);
     const blob = this.blobs.get(key);

@@ -19,6 +19,7 @@ import { STORED_FORMATS, type OutputRequest, type StoredFormat } from '../../src
 import type { Peaks } from '../../src/media/peaks.js';
 import type { RawOutputOptions } from '../../src/services/output-options.js';
 import { Quota, type QuotaLimits } from '../../src/services/quota.js';
+import { RecordLinkCache } from '../../src/services/record-link-cache.js';
 import { RecordingService, type AudioSink, type UploadSource } from '../../src/services/recordings.js';
 import { audioKey } from '../../src/services/stored-audio.js';
 import { UploadCaps, type UploadCapLimits } from '../../src/services/upload-caps.js';
@@ -193,6 +194,7 @@ async function setup(
     caps: new UploadCaps(options.caps ?? { perUser: 100, perAddress: 100 }),
     minFreeDiskBytes: options.minFreeDiskBytes ?? 0,
     freeDiskBytes: () => scratch.freeBytes(),
+    linkCache: new RecordLinkCache(),
   });
   return { db, records, blobs, scratch, converter, limiter, fileJobs, service, folder };
 }
@@ -354,7 +356,7 @@ describe('RecordingService.upload', () => {
     expect(() => service.refuseIfBusy()).toThrow(Busy);
     expect(source.receiveCalls).toBe(0);
     expect(records.calls).toEqual([]);
-    held();
+    held.end();
     expect(() => service.refuseIfBusy()).not.toThrow();
   });
 
@@ -372,7 +374,93 @@ describe('RecordingService.upload', () => {
     expect(source.receiveCalls).toBe(0);
     expect(blobs.blobs.size).toBe(0);
     expect(() => limiter.refuseIfFull()).not.toThrow();
-    held();
+    held.end();
+  });
+});
+
+/**
+ * Holds the next `count` puts until `open()`; `reached` resolves once they have all started, i.e. once
+ * those uploads have converted and are committing.
+ */
+function holdPuts(blobs: InMemoryBlobStore, count: number) {
+  const put = blobs.put.bind(blobs);
+  let gate!: () => void;
+  const opened = new Promise<void>((resolve) => (gate = resolve));
+  let arrived!: () => void;
+  const reached = new Promise<void>((resolve) => (arrived = resolve));
+  let held = 0;
+  blobs.put = async (key, source) => {
+    if (held < count) {
+      held += 1;
+      if (held === count) arrived();
+      await opened;
+    }
+    return put(key, source);
+  };
+  return { reached, open: () => gate() };
+}
+
+describe('RecordingService.upload: the slot ends with the encoder, the place with the commit', () => {
+  it('the next upload converts while the previous one is still being stored', async () => {
+    const { blobs, db, converter, limiter, service, folder } = await setup({ slots: 1, queue: 1 });
+    const puts = holdPuts(blobs, 1);
+    const first = service.upload(USER, form({ file: wavChunks }), NONE);
+    await puts.reached;
+    // The first upload is committing and holds no slot: the second converts and is stored meanwhile.
+    const second = await service.upload(USER, form({ file: wavChunks }), NONE);
+    expect(converter.outputPaths).toHaveLength(2);
+    expect(db.journal.filter((entry) => entry.startsWith('row.insert'))).toEqual([`row.insert ${second.recordId}`]);
+    puts.open();
+    await first;
+    expect(await readdir(folder)).toEqual([]);
+    expect(() => limiter.refuseIfFull()).not.toThrow();
+  });
+
+  it('uploads that are committing keep their places: a full house is refused before its body is read', async () => {
+    const { blobs, limiter, service, folder } = await setup({ slots: 1, queue: 1 });
+    const puts = holdPuts(blobs, 2);
+    const uploads = [1, 2].map(() => service.upload(USER, form({ file: wavChunks }), NONE));
+    await puts.reached;
+    // No encoder runs, but both places are taken by commits.
+    const third = form({ file: wavChunks });
+    await expect(service.upload(USER, third, NONE)).rejects.toBeInstanceOf(Busy);
+    expect(third.receiveCalls).toBe(0);
+    puts.open();
+    await Promise.all(uploads);
+    expect(blobs.blobs.size).toBe(2);
+    expect(await readdir(folder)).toEqual([]);
+    expect(() => limiter.refuseIfFull()).not.toThrow();
+  });
+
+  it('a client that leaves while its upload commits: the upload is stored, its place then given back', async () => {
+    const { blobs, db, limiter, service, folder } = await setup({ slots: 1, queue: 0 });
+    const puts = holdPuts(blobs, 1);
+    const controller = new AbortController();
+    const upload = service.upload(USER, form({ file: wavChunks, signal: controller.signal }), NONE);
+    await puts.reached;
+    controller.abort(new InvalidInput('The client closed the connection before its upload started.'));
+    expect(() => limiter.refuseIfFull()).toThrow(Busy);
+    puts.open();
+    const record = await upload;
+    expect(db.journal).toContain(`row.insert ${record.recordId}`);
+    expect(await readdir(folder)).toEqual([]);
+    expect(() => limiter.refuseIfFull()).not.toThrow();
+  });
+
+  it('a commit that fails leaves no file or row behind and gives its place back', async () => {
+    const { blobs, db, records, limiter, service, folder } = await setup({ slots: 1, queue: 1 });
+    const puts = holdPuts(blobs, 1);
+    const failing = service.upload(USER, form({ file: wavChunks }), NONE);
+    await puts.reached;
+    // Converted and stored while the first one commits; then the first one's insert fails.
+    const stored = await service.upload(USER, form({ file: wavChunks }), NONE);
+    records.insertFailure = new Error('database went away');
+    puts.open();
+    await expect(failing).rejects.toThrow('database went away');
+    expect([...blobs.blobs.keys()]).toEqual([audioKey(stored)]);
+    expect(db.journal.filter((entry) => entry.startsWith('row.insert'))).toEqual([`row.insert ${stored.recordId}`]);
+    expect(await readdir(folder)).toEqual([]);
+    expect(() => limiter.refuseIfFull()).not.toThrow();
   });
 });
 
@@ -553,6 +641,21 @@ describe('RecordingService.openAudio', () => {
     const log = new RecordingLogger();
     await expect(service.openAudio(row, log)).rejects.toBeInstanceOf(NotFound);
     expect(log.entries).toEqual([]);
+  });
+
+  it('a record another replica deleted is NotFound once its audio is gone, though its link is remembered', async () => {
+    const { db, blobs, service } = await setup();
+    const row = await service.upload(USER, form({ file: wavChunks }), NONE);
+    await service.findByLink(row.recordId, USER_ID);
+    // Another process deletes row and audio: this one's memory still has the row, for a few seconds.
+    db.records.splice(0);
+    blobs.blobs.clear();
+    const remembered = await service.findByLink(row.recordId, USER_ID);
+    const log = new RecordingLogger();
+    await expect(service.openAudio(remembered, log)).rejects.toBeInstanceOf(NotFound);
+    expect(log.entries).toEqual([]);
+    // And it is forgotten: the next lookup asks the database.
+    await expect(service.findByLink(row.recordId, USER_ID)).rejects.toBeInstanceOf(NotFound);
   });
 });
 
@@ -802,7 +905,7 @@ describe('RecordingService.rename', () => {
     const { db, blobs, converter, records, fileJobs, service, row, original } = await withRecord({ title });
     const held = await fileJobs.acquire(); // the unchanged title needs no file-job slot
     const result = await service.rename(USER, row.recordId, asked);
-    held();
+    held.end();
     expect(result).toMatchObject({ recordId: row.recordId, title: title ?? null });
     expect(converter.retags).toEqual([]);
     expect(records.calls).toEqual(['findOwned']);
@@ -838,7 +941,7 @@ describe('RecordingService.rename', () => {
     const { db, converter, fileJobs, service, row } = await withRecord({ title: 'Old' });
     const held = await fileJobs.acquire();
     await expect(service.rename(USER, row.recordId, 'New')).rejects.toBeInstanceOf(Busy);
-    held();
+    held.end();
     expect(converter.retags).toEqual([]);
     expect(db.records[0]?.title).toBe('Old');
   });
@@ -900,7 +1003,7 @@ describe('RecordingService.peaks', () => {
     records.calls.length = 0;
     const held = await fileJobs.acquire();
     const peaks = await service.peaks(row);
-    held();
+    held.end();
     expect(peaks.sampleRate).toBe(8000);
     expect(peaks.samplesPerPixel).toBe(160);
     expect(peaks.data).toBeInstanceOf(Int8Array);
@@ -943,7 +1046,7 @@ describe('RecordingService.peaks', () => {
     const { converter, fileJobs, service, row } = await olderRecord();
     const held = await fileJobs.acquire();
     await expect(service.peaks(row)).rejects.toBeInstanceOf(Busy);
-    held();
+    held.end();
     expect(converter.peaksRequests).toEqual([]);
     await expect(service.peaks(row)).resolves.toBeDefined();
   });

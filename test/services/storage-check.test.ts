@@ -215,6 +215,16 @@ describe('startStorageCheck', () => {
     expect(log.at('info')[0]?.details).toMatchObject({ complete: true, removedOrphanFiles: 1, rowsWithoutFile: 1 });
   });
 
+  it('leaves everything alone while another process runs the check', async () => {
+    const context = setup();
+    context.blobs.seed(key(id('90', 1)), OLD);
+    const log = new RecordingLogger();
+    const background = startStorageCheck(context.records, context.blobs, 10 * MINUTE, log, async () => false);
+    await background.stop();
+    expect(context.blobs.blobs.size).toBe(1);
+    expect(log.at('info').map((line) => line.details)).toEqual([{ skipped: true }]);
+  });
+
   it('stop() ends a running check without logging a failure', async () => {
     const context = setup();
     const log = new RecordingLogger();

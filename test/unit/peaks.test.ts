@@ -284,6 +284,25 @@ describe('WavPeaksReader', () => {
     expect(reader.result()?.sampleRate).toBe(sampleRate);
   });
 
+  it('agrees with the whole-signal computation on unsigned samples, for any signal, channels and split', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.uint8Array({ maxLength: 3000 }),
+        fc.array(fc.integer({ min: 1, max: 700 }), { minLength: 1, maxLength: 5 }),
+        fc.integer({ min: 1, max: 2 }),
+        async (values, pieceSizes, channels) => {
+          const whole = values.subarray(0, values.length - (values.length % channels));
+          // 8 kHz: 160 frames a pixel.
+          const reader = await read(u8Wav(Array.from(whole), 8000, channels), pieceSizes);
+          const signed = Int8Array.from(whole, (value) => value - 128);
+          expect(Array.from(reader.result()?.data ?? [])).toEqual(expectedPairs(signed, 160 * channels));
+          expect(reader.decodedSeconds).toBe(whole.length / channels / 8000);
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+
   it('counts a second of 44.1 kHz audio as one second, in 50 pixels', async () => {
     const reader = await read(u8Wav(Array<number>(44100).fill(128), 44100), [4096]);
     expect(reader.decodedSeconds).toBe(1);

@@ -287,6 +287,28 @@ describe('S3BlobStore at the SDK boundary', () => {
     await expect(store.delete(key(5))).resolves.toBeUndefined();
   });
 
+  it('states an MD5 only where the ETag is one: single-part, not KMS or customer-key encrypted', async () => {
+    const md5 = '0123456789ABCDEF0123456789abcdef';
+    const heads: Record<string, Record<string, string>> = {
+      plain: { etag: `"${md5}"` },
+      aes: { etag: `"${md5}"`, 'x-amz-server-side-encryption': 'AES256' },
+      multipart: { etag: `"${md5}-3"` },
+      kms: { etag: `"${md5}"`, 'x-amz-server-side-encryption': 'aws:kms' },
+      customer: { etag: `"${md5}"`, 'x-amz-server-side-encryption-customer-algorithm': 'AES256' },
+      weird: { etag: '"abc"' },
+    };
+    const names = Object.keys(heads);
+    const { client } = fakeStore((request) => {
+      const name = names[Number(/^\/bucket\/([0-9a-f]{2})/.exec(request.path)?.[1] ?? '0') - 1] ?? '';
+      return { status: 200, headers: { 'content-length': '10', 'last-modified': LAST_MODIFIED, ...heads[name] } };
+    });
+    const store = new S3BlobStore(client, { bucket: 'bucket', prefix: '', multipartThresholdBytes: 0 });
+    const stated = async (n: number) => [(await store.stat(key(n)))?.md5, (await store.open(key(n)))?.md5];
+    expect(await stated(1)).toEqual([md5.toLowerCase(), md5.toLowerCase()]);
+    expect(await stated(2)).toEqual([md5.toLowerCase(), md5.toLowerCase()]);
+    for (let n = 3; n <= names.length; n++) expect(await stated(n), names[n - 1]).toEqual([undefined, undefined]);
+  });
+
   it('finds stale multipart uploads of its own keys over every page, and aborts them when told', async () => {
     const now = Date.now();
     const old = new Date(now - 2 * 3600_000);

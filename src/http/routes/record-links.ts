@@ -53,10 +53,14 @@ export const recordLinkRoutes: FastifyPluginAsyncTypebox<{ recordings: Recording
         return reply.type(JSON_TYPE).send(views.metadataOf(request, app.prefix, record));
       }
       const downloadName = downloadNameOf(record);
-      const location = await recordings.downloadLocation(record, {
-        contentType: record.mimeType,
-        contentDisposition: inlineDisposition(downloadName),
-      });
+      // A presigned URL is signed for GET only (a HEAD there is refused by the store): HEAD is answered here.
+      const location =
+        request.method === 'GET'
+          ? await recordings.downloadLocation(record, {
+              contentType: record.mimeType,
+              contentDisposition: inlineDisposition(downloadName),
+            })
+          : undefined;
       if (location !== undefined) {
         // The URL changes every few minutes: this answer must not be kept; the store's own answer may be.
         return reply.code(302).header('location', location).header('cache-control', 'no-store').send();
