@@ -524,6 +524,35 @@ describe.skipIf(onS3).each(databaseKinds)('GET record from files kept open (%s)'
     await expect.poll(() => openStoredFiles(service.dataDir, recordId), { timeout: 2_000 }).toEqual([]);
   });
 
+  it('keeps serving a kept file after a client cuts its download off, never another file’s bytes', async () => {
+    // Players abort media requests all the time. The cut download must not close the descriptor the
+    // other requests share: its number would then be reused for the next file opened.
+    const bytes = randomBytes(8 * 1024 * 1024);
+    const { url, recordId } = await recordWith(bytes);
+    for (let round = 0; round < 3; round++) {
+      expect((await sendRequest(url, { headers: { range: 'bytes=0-9' } })).status).toBe(206); // kept open
+      const download = await new Promise<IncomingMessage>((resolve, reject) => get(url, resolve).on('error', reject));
+      expect(download.statusCode).toBe(200);
+      await new Promise((resolve) => download.once('data', resolve));
+      download.destroy();
+      await new Promise((resolve) => setTimeout(resolve, 100));
+
+      const other = randomBytes(700_000);
+      const next = await recordWith(other, `other ${round}`);
+      expect((await sendRequest(next.url)).body.equals(other)).toBe(true);
+      for (const [start, end] of [
+        [0, 99],
+        [1_000_000, 1_000_000 + 600_000],
+        [bytes.length - 10, bytes.length - 1],
+      ] as const) {
+        const ranged = await sendRequest(url, { headers: { range: `bytes=${start}-${end}` } });
+        expect(ranged.status, `round ${round}, ${start}-${end}`).toBe(206);
+        expect(ranged.body.equals(bytes.subarray(start, end + 1)), `round ${round}, ${start}-${end}`).toBe(true);
+      }
+    }
+    expect(await openStoredFiles(service.dataDir, recordId)).toHaveLength(1);
+  });
+
   it('serves the bytes it opened, with their own ETag, until it reopens a file changed behind its back', async () => {
     // As another replica's rename or delete would: this process is not told, and must never answer a 500.
     const before = randomBytes(100_000);

@@ -1,4 +1,4 @@
-import { constants, createReadStream, createWriteStream } from 'node:fs';
+import { constants, createReadStream, createWriteStream, read } from 'node:fs';
 import { access, copyFile, mkdir, open, readdir, rename, rm, stat, statfs } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { finished, Readable } from 'node:stream';
@@ -14,6 +14,9 @@ import type { ScratchDirectory } from './scratch.js';
  * two of it in memory (the stream stops reading while the socket is full).
  */
 const READ_CHUNK_BYTES = 256 * 1024;
+
+/** What a read stream on a shared descriptor may do with it: read, and never close it. */
+const SHARED_DESCRIPTOR_FS = { read, close: (_fd: number, done: (error: null) => void) => done(null) };
 
 /**
  * Blobs as files under one folder, a key's path below it. A put makes the file durable (fsync) and moves it
@@ -109,6 +112,9 @@ export class LocalBlobStore implements BlobStore {
           ...(range === undefined ? {} : { end: range.end }),
           highWaterMark: READ_CHUNK_BYTES,
           autoClose: false,
+          // A destroyed stream closes its descriptor whatever autoClose says, and a client cutting its
+          // download off destroys it: the shared descriptor is closed by OpenFiles alone.
+          fs: SHARED_DESCRIPTOR_FS,
         });
         finished(stream, release);
         return stream;
