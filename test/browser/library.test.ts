@@ -358,7 +358,8 @@ describe('the library, its player and its records', () => {
     await page.getByLabel('Search by title').fill('Take 2');
     await expect.poll(() => items.count()).toBe(5); // Take 2, Take 20…23
     await page.getByRole('status').filter({ hasText: '5 recordings shown' }).waitFor();
-  });
+    // 23 uploads, one after another so that their order is known: slow on a loaded 2-core machine.
+  }, 120_000);
 
   it('deletes only after a confirmation that one stray key press cannot give', async () => {
     const user = await createUser(session.service.url);
