@@ -209,14 +209,23 @@ export class Transcoder {
           });
     const collector = job.peaks ? new WavPeaksReader() : undefined;
     const peaksOutput = child.stdio[PEAKS_FD];
+    // A failed peaks output stops ffmpeg, and the run still ends only once ffmpeg has exited: the caller
+    // gives the conversion's core back when this returns.
     const collecting =
       collector === undefined || !(peaksOutput instanceof Readable)
-        ? Promise.resolve()
-        : pipeline(peaksOutput, collector);
+        ? Promise.resolve(undefined)
+        : pipeline(peaksOutput, collector).then(
+            () => undefined,
+            (error: unknown) => {
+              child.kill('SIGKILL');
+              return error instanceof Error ? error : new Error(String(error));
+            },
+          );
 
     try {
-      const [inputError, exit] = await Promise.all([feeding, exited, collecting]);
+      const [inputError, exit, peaksError] = await Promise.all([feeding, exited, collecting]);
       if (inputError !== undefined) throw inputError;
+      if (peaksError !== undefined) throw peaksError;
       if (timedOut) {
         throw new AudioRejected(
           'undecodable',
