@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { readdir, readlink, rename, writeFile } from 'node:fs/promises';
+import { readdir, readlink, rename, truncate, writeFile } from 'node:fs/promises';
 import { get, type IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -551,6 +551,20 @@ describe.skipIf(onS3).each(databaseKinds)('GET record from files kept open (%s)'
       }
     }
     expect(await openStoredFiles(service.dataDir, recordId)).toHaveLength(1);
+  });
+
+  it('answers a file damaged behind its back with a plain 500, none of the file’s headers on it', async () => {
+    const bytes = randomBytes(300_000);
+    const { url, recordId } = await recordWith(bytes);
+    expect((await sendRequest(url, { headers: { range: 'bytes=0-9' } })).status).toBe(206); // kept open
+    // Cut in place (the same inode): the kept descriptor sees a file shorter than it was stated to be.
+    await truncate(join(service.dataDir, 'records', ...recordKeyOf(recordId).split('/')), 1_000);
+    const damaged = await sendRequest(url, { headers: { range: 'bytes=200000-200099' } });
+    expect(damaged.status).toBe(500);
+    expect(damaged.headers['content-type']).toMatch(/^application\/problem\+json/);
+    for (const header of ['etag', 'last-modified', 'content-disposition', 'accept-ranges', 'content-range']) {
+      expect(damaged.headers[header], header).toBeUndefined();
+    }
   });
 
   it('serves the bytes it opened, with their own ETag, until it reopens a file changed behind its back', async () => {

@@ -34,17 +34,18 @@ export async function sendFile(
 ): Promise<FastifyReply> {
   const { file } = response;
   const lastModified = file.modifiedAt.toUTCString();
-  reply.headers({
+  // Set only on the answers about the file: an error answered instead must not carry its validators.
+  const fileHeaders = {
     'accept-ranges': 'bytes',
     etag: response.etag,
     'last-modified': lastModified,
     'cache-control': 'no-cache',
     'content-disposition': inlineDisposition(response.downloadName),
-  });
+  };
 
   if (notModified(request, response.etag, file.modifiedAt)) {
     closeQuietly(request, file);
-    return reply.code(304).send();
+    return reply.code(304).headers(fileHeaders).send();
   }
 
   const range = requestedRange(request, response.etag, lastModified, file.sizeBytes);
@@ -52,6 +53,7 @@ export async function sendFile(
     closeQuietly(request, file);
     return reply
       .code(416)
+      .headers(fileHeaders)
       .header('content-range', `bytes */${file.sizeBytes}`)
       .type('application/problem+json')
       .send(problemDocument(416, `The file has ${file.sizeBytes} bytes.`));
@@ -63,11 +65,11 @@ export async function sendFile(
   // Fastify's automatic HEAD route would set Content-Length to 0 for an empty payload.)
   if (request.method === 'HEAD') closeQuietly(request, file);
   else if (file.read !== undefined && length > 0 && length <= MAX_BUFFERED_RANGE_BYTES) {
-    // Read before the headers are set: a failed read is answered as an error, with no Content-Range.
+    // Read before the headers are set: a failed read is answered as an error, with none of the file's.
     body = await file.read(range ?? { start: 0, end: file.sizeBytes - 1 });
   } else body = file.stream(range);
 
-  reply.type(response.contentType);
+  reply.headers(fileHeaders).type(response.contentType);
   if (range !== undefined) {
     reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${file.sizeBytes}`);
   }
