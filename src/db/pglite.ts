@@ -26,6 +26,9 @@ export async function openPgliteClient(directory: string): Promise<PGlite> {
   return PGlite.create(directory, { startParams: START_PARAMS });
 }
 
+/** initdb takes a few seconds; a child stuck far longer is stopped, and start-up fails saying so. */
+const CREATE_TIMEOUT_MS = 120_000;
+
 /**
  * A new database is made by initdb, which PGlite runs as a second WebAssembly instance beside the first;
  * in the service's process the memory it used stays with the process (several hundred MB after a first
@@ -43,10 +46,13 @@ async function createInChildProcess(directory: string): Promise<void> {
   // Resolved here: code run with -e would resolve the package from the working directory instead.
   const pglite = createRequire(import.meta.url).resolve('@electric-sql/pglite');
   try {
-    await promisify(execFile)(process.execPath, ['-e', code, pglite, directory, ...START_PARAMS]);
+    await promisify(execFile)(process.execPath, ['-e', code, pglite, directory, ...START_PARAMS], {
+      timeout: CREATE_TIMEOUT_MS,
+    });
   } catch (error) {
-    const stderr = (error as { stderr?: string }).stderr?.trim();
-    throw new Error(`Could not create the embedded database in ${directory}${stderr ? `: ${stderr}` : '.'}`, {
+    const { stderr, killed } = error as { stderr?: string; killed?: boolean };
+    const reason = killed === true ? `it took over ${CREATE_TIMEOUT_MS / 1000} s` : stderr?.trim();
+    throw new Error(`Could not create the embedded database in ${directory}${reason ? `: ${reason}` : '.'}`, {
       cause: error,
     });
   }
