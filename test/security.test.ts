@@ -45,6 +45,42 @@ describe('security headers and CORS', () => {
     expect(spec.status).toBe(200);
   });
 
+  it('sends the same security headers on every kind of answer: audio, ranges, 304, errors, unknown routes', async () => {
+    const SECURITY_HEADERS = [
+      'content-security-policy',
+      'cross-origin-opener-policy',
+      'cross-origin-resource-policy',
+      'referrer-policy',
+      'strict-transport-security',
+      'x-content-type-options',
+      'x-frame-options',
+    ];
+    const headersOf = (response: Response) =>
+      Object.fromEntries(SECURITY_HEADERS.map((name) => [name, response.headers.get(name)]));
+    const expected = headersOf(await fetch(`${service.url}/health`));
+    for (const value of Object.values(expected)) expect(value).not.toBeNull();
+
+    const created = await fetch(`${service.url}${PREFIX}/users/?username=headers-${Date.now()}`, { method: 'POST' });
+    const user = (await created.json()) as TestUser;
+    const { recordUrl } = await uploadAndFetch(service.url, user, makeWav({ durationSeconds: 0.2 }));
+    const whole = await fetch(recordUrl);
+    const etag = whole.headers.get('etag') ?? '';
+    const answers: Array<[string, Response, number]> = [
+      ['user created', created, 200],
+      ['audio', whole, 200],
+      ['range', await fetch(recordUrl, { headers: { range: 'bytes=0-9' } }), 206],
+      ['not modified', await fetch(recordUrl, { headers: { 'if-none-match': etag } }), 304],
+      ['unsatisfiable', await fetch(recordUrl, { headers: { range: 'bytes=999999999-' } }), 416],
+      ['bad id', await fetch(`${service.url}${PREFIX}/record?record_id=x&user_id=y`), 400],
+      ['no token', await fetch(`${service.url}${PREFIX}/records?user_id=${user.user_id}`), 401],
+      ['unknown route', await fetch(`${service.url}/no/such/route`), 404],
+    ];
+    for (const [what, response, status] of answers) {
+      expect(response.status, what).toBe(status);
+      expect(headersOf(response), what).toEqual(expected);
+    }
+  });
+
   it('has CORS off unless CORS_ORIGINS names the origin', async () => {
     const origin = { origin: 'https://app.example' };
     const plain = await fetch(`${service.url}/health`, { headers: origin });
