@@ -392,9 +392,10 @@ async function concurrentUploads(service: Service, user: User, shortWav: string)
     async () => {
       const sampler = startLatencySampler(service.url, `${tag}l`, SAMPLER_INTERVAL_MS);
       const cpu = await startCpuSplit(service.pid, service.config.databaseUrl);
+      // The sampler's worker would keep the run alive after a failed upload: it is stopped either way.
       const results = await Promise.all(
         Array.from({ length: CONCURRENT_UPLOADS }, () => uploadAudio({ baseUrl: service.url, user, audio: wav })),
-      );
+      ).finally(() => sampler.stop());
       serviceSplits.push(await cpu.stop());
       const sampled = await sampler.stop();
       results.forEach((result) => expectOk(result, 'concurrent upload (4)'));
@@ -903,7 +904,7 @@ async function databaseFootprints(shortWav: string): Promise<void> {
           const sampler = startLatencySampler(service.url, `${tag}${name[0]}${run}`, SAMPLER_INTERVAL_MS);
           const results = await Promise.all(
             Array.from({ length: CONCURRENT_UPLOADS }, () => uploadAudio({ baseUrl: service.url, user, audio: wav })),
-          );
+          ).finally(() => sampler.stop());
           const sampled = await sampler.stop();
           results.forEach((result) => expectOk(result, `concurrent upload (${DATABASES_ROW})`));
           latencies.push(...sampled.latencies);

@@ -202,11 +202,9 @@ export function uploadAudio(options: UploadOptions): Promise<UploadResult> {
 }
 
 /**
- * Open-loop sampler of `POST /users` latency: one request every `intervalMs` regardless of answers, so a
- * stalled server shows up as latency rather than as fewer samples.
- */
-/**
- * POSTs a new user every `intervalMs` until stopped, timing each from request to response. The requests
+ * Open-loop sampler of `POST /users` latency: POSTs a new user every `intervalMs` until stopped, whatever
+ * the answers, timing each from request to response, so a stalled server shows up as latency rather than
+ * as fewer samples. The requests
  * go out from a worker thread of their own: on this process's event loop they would also wait behind the
  * upload bodies it is pumping at the same time, and the client's delays would count as the service's. The
  * worker's code is plain JavaScript passed as a string, so that it runs without the TypeScript loader.
@@ -225,12 +223,17 @@ export function startLatencySampler(baseUrl: string, tag: string, intervalMs: nu
     worker.once('message', resolve);
     worker.once('error', reject);
   });
+  let stopped: Promise<{ latencies: number[]; failures: number }> | undefined;
   return {
-    async stop(): Promise<{ latencies: number[]; failures: number }> {
-      worker.postMessage('stop');
-      const result = await done;
-      await worker.terminate();
-      return result;
+    /** Stops the worker; every call answers the same samples. */
+    stop(): Promise<{ latencies: number[]; failures: number }> {
+      stopped ??= (async () => {
+        worker.postMessage('stop');
+        const result = await done;
+        await worker.terminate();
+        return result;
+      })();
+      return stopped;
     },
   };
 }
