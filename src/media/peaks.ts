@@ -4,6 +4,9 @@ import { parseWavHeader, type WavFormat } from './wav.js';
 /** Min/max pairs per second of audio, whatever its rate (rounded to whole samples per pair). */
 export const PEAKS_PER_SECOND = 50;
 
+const SIGN_BIT = 0x80;
+const NO_WORDS = new Uint32Array(0);
+
 /** A waveform overview: interleaved min/max pairs of 8-bit samples, one pair per `samplesPerPixel`. */
 export interface Peaks {
   readonly sampleRate: number;
@@ -62,44 +65,78 @@ export class PeaksCollector extends Writable {
   }
 
   add(samples: Int8Array): void {
-    this.scan(samples, 0);
+    // A signed byte with its top bit flipped is its value + 128, so signed samples scan as unsigned ones.
+    this.scan(new Uint8Array(samples.buffer, samples.byteOffset, samples.length), SIGN_BIT);
   }
 
   /** Unsigned 8-bit samples (silence at 128), as ffmpeg's pcm_u8 writes them. */
   addUnsigned(samples: Uint8Array): void {
-    this.scan(samples, 128);
+    this.scan(samples, 0);
   }
 
   /**
-   * One pass over the samples as they are, `offset` above their signed values: min and max are kept in that
-   * domain and shifted only per pixel. The inner loop runs a pixel's span with locals only, since it sees
-   * every decoded sample (88,200 a second for CD audio) and was the server's largest cost per upload.
+   * One pass over the samples as unsigned bytes (signed value + 128; `flip` makes them so), min and max kept
+   * in that domain and shifted only per pixel. It sees every decoded sample (88,200 a second for CD audio)
+   * and is the server's largest cost per upload, so the bulk of a pixel is read four bytes at a time through
+   * a 32-bit view of the aligned part of the chunk: a third less time than byte by byte (bench/NOTES.md).
    */
-  private scan(samples: Int8Array | Uint8Array, offset: number): void {
+  private scan(bytes: Uint8Array, flip: number): void {
     const perPixel = this.samplesPerPixel * this.channels;
-    let min = this.min + offset;
-    let max = this.max + offset;
+    const flipWord = flip * 0x01010101;
+    // Bytes [wordsFrom, wordsFrom + 4 × words.length) of the chunk are read through `words`.
+    const wordsFrom = (4 - (bytes.byteOffset & 3)) & 3;
+    const wordCount = Math.max(0, bytes.length - wordsFrom) >>> 2;
+    const words = wordCount === 0 ? NO_WORDS : new Uint32Array(bytes.buffer, bytes.byteOffset + wordsFrom, wordCount);
+    let min = this.min + 128;
+    let max = this.max + 128;
     let inPixel = this.samplesInPixel;
     let index = 0;
-    while (index < samples.length) {
-      const end = Math.min(samples.length, index + perPixel - inPixel);
+    while (index < bytes.length) {
+      const end = Math.min(bytes.length, index + perPixel - inPixel);
       inPixel += end - index;
+      // Whole words inside [index, end), bytes before and after them one at a time.
+      const firstWord = Math.max(0, Math.ceil((index - wordsFrom) / 4));
+      const lastWord = Math.min(words.length, Math.floor((end - wordsFrom) / 4));
+      const wordsStart = firstWord < lastWord ? wordsFrom + firstWord * 4 : end;
+      for (; index < wordsStart; index++) {
+        const sample = bytes[index]! ^ flip;
+        if (sample < min) min = sample;
+        if (sample > max) max = sample;
+      }
+      if (firstWord < lastWord) {
+        for (let word = firstWord; word < lastWord; word++) {
+          const four = words[word]! ^ flipWord;
+          const a = four & 0xff;
+          const b = (four >>> 8) & 0xff;
+          const c = (four >>> 16) & 0xff;
+          const d = four >>> 24;
+          if (a < min) min = a;
+          if (a > max) max = a;
+          if (b < min) min = b;
+          if (b > max) max = b;
+          if (c < min) min = c;
+          if (c > max) max = c;
+          if (d < min) min = d;
+          if (d > max) max = d;
+        }
+        index = wordsFrom + lastWord * 4;
+      }
       for (; index < end; index++) {
-        const sample = samples[index]!;
+        const sample = bytes[index]! ^ flip;
         if (sample < min) min = sample;
         if (sample > max) max = sample;
       }
       if (inPixel === perPixel) {
-        this.closePixel(min - offset, max - offset);
-        min = 127 + offset;
-        max = -128 + offset;
+        this.closePixel(min - 128, max - 128);
+        min = 255;
+        max = 0;
         inPixel = 0;
       }
     }
-    this.min = min - offset;
-    this.max = max - offset;
+    this.min = min - 128;
+    this.max = max - 128;
     this.samplesInPixel = inPixel;
-    this.samples += samples.length;
+    this.samples += bytes.length;
   }
 
   /** Sample frames seen so far, at the collector's sample rate. */

@@ -128,6 +128,27 @@ describe('PeaksCollector', () => {
     expect(collector.sampleCount).toBe(160);
   });
 
+  it('reads a chunk at any byte offset the same, word-aligned or not, signed or unsigned', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.int8Array({ minLength: 1, maxLength: 600 }),
+        fc.integer({ min: 0, max: 7 }),
+        fc.integer({ min: 1, max: 100 }),
+        async (values, offset, perPixel) => {
+          const backing = Buffer.alloc(offset + values.length + 5, 0x7f);
+          Buffer.from(values.buffer, values.byteOffset, values.length).copy(backing, offset);
+          const signed = new PeaksCollector(perPixel, RATE);
+          signed.add(new Int8Array(backing.buffer, backing.byteOffset + offset, values.length));
+          const unsigned = new PeaksCollector(perPixel, RATE);
+          unsigned.addUnsigned(Uint8Array.from(values, (value) => value + 128));
+          expect(Array.from(signed.result().data)).toEqual(expectedPairs(values, perPixel));
+          expect(Array.from(unsigned.result().data)).toEqual(expectedPairs(values, perPixel));
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
   it('grows past its first 1024 pairs without losing any', async () => {
     const long = signal(160 * 3000 + 5); // 3001 pixels
     const { collector, peaks } = await collect(long, [8192, 1, 999]);
