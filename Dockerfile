@@ -39,6 +39,7 @@ HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
   CMD node -e "fetch('http://127.0.0.1:' + process.env.PORT + '/health').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"
 # The same command as `npm start`. V8's young generation grows to 2 × 16 MB semi-spaces under an upload's
 # stream of short-lived buffers; 2 MB ones keep about 30 MB less resident at no measured CPU cost (row 29 of
-# docs/benchmarks.md; README, "Memory"). Without V8's memory reducer, an idle spell does not shrink the heap
-# to its live size, after which every download or upload forces a full collection (bench/NOTES.md, row 7).
+# docs/benchmarks.md; README, "Memory"). Without V8's memory reducer, an idle spell no longer shrinks the heap
+# to its live size, after which a burst of downloads forced a full collection every few dozen milliseconds
+# (bench/NOTES.md, row 7).
 CMD ["node", "--max-semi-space-size=2", "--no-memory-reducer", "dist/main.js"]
