@@ -14,9 +14,9 @@ export interface FileResponse {
 }
 
 /**
- * Ranges (and whole files) up to this long are read at once and answered from memory when the store can (a local file), rather
- * than streamed: a player's range request is then one read and one write. A client that stops reading holds
- * at most this much, twice a stream's 256 KiB chunk.
+ * Ranges (and whole files) up to this long are read at once and answered from memory when the store can (a
+ * local file), rather than streamed: a player's range request is then one read and one write. A client that
+ * stops reading holds at most this much, twice a stream's 256 KiB chunk.
  */
 const MAX_BUFFERED_RANGE_BYTES = 512 * 1024;
 
@@ -67,7 +67,11 @@ export async function sendFile(
   else if (file.read !== undefined && length > 0 && length <= MAX_BUFFERED_RANGE_BYTES) {
     // Read before the headers are set: a failed read is answered as an error, with none of the file's.
     body = await file.read(range ?? { start: 0, end: file.sizeBytes - 1 });
-  } else body = file.stream(range);
+  } else {
+    // The response copies each chunk into its socket's kernel buffer before it lets go of it, so the store
+    // may reuse the chunk's memory.
+    body = file.stream(range, reply.raw);
+  }
 
   reply.headers(fileHeaders).type(response.contentType);
   if (range !== undefined) {

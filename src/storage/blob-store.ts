@@ -1,4 +1,4 @@
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 
 export interface BlobInfo {
   readonly sizeBytes: number;
@@ -18,8 +18,12 @@ export interface ByteRange {
 
 /** An open blob: its size and date are those of the bytes it streams, even if it is deleted meanwhile. */
 export interface OpenedBlob extends BlobInfo {
-  /** Streams the blob, or one byte range of it, and closes it at the end. */
-  stream(range?: ByteRange): Readable;
+  /**
+   * Streams the blob, or one byte range of it, and closes it at the end. A store may reuse the memory of
+   * the chunks it streams once `destination` holds none of their bytes: pass it only when the stream is
+   * piped into it alone and it copies what it is given (see FileRangeStream).
+   */
+  stream(range?: ByteRange, destination?: Writable): Readable;
   /**
    * Reads one byte range into memory at once, and closes the blob: for stores where that is cheaper than a
    * stream (a local file: one positional read). Use it for short ranges only.

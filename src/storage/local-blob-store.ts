@@ -1,22 +1,16 @@
-import { constants, createReadStream, createWriteStream, read } from 'node:fs';
+import { constants, createWriteStream } from 'node:fs';
 import { access, copyFile, mkdir, open, readdir, rename, rm, stat, statfs } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { finished, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { BlobInfo, BlobStore, ListedBlob, LocalFile, OpenedBlob } from './blob-store.js';
+import { ChunkPool, FileRangeStream } from './file-range-stream.js';
 import { isRecordKey } from './keys.js';
 import { OpenFiles, readAt } from './open-files.js';
 import type { ScratchDirectory } from './scratch.js';
 
-/**
- * Bytes read from a file at a time when streaming it: a 256 KiB range is one read, and a whole file takes a
- * quarter of the reads and socket writes of Node's 64 KiB default. A slow client holds at most a chunk or
- * two of it in memory (the stream stops reading while the socket is full).
- */
-const READ_CHUNK_BYTES = 256 * 1024;
-
-/** What a read stream on a shared descriptor may do with it: read, and never close it. */
-const SHARED_DESCRIPTOR_FS = { read, close: (_fd: number, done: (error: null) => void) => done(null) };
+/** Chunk buffers kept for the next downloads (8 MiB): about two for each of a few dozen downloads at once. */
+const KEPT_CHUNKS = 32;
 
 /**
  * Blobs as files under one folder, a key's path below it. A put makes the file durable (fsync) and moves it
@@ -25,6 +19,7 @@ const SHARED_DESCRIPTOR_FS = { read, close: (_fd: number, done: (error: null) =>
  */
 export class LocalBlobStore implements BlobStore {
   private readonly openFiles = new OpenFiles();
+  private readonly chunkPool = new ChunkPool(KEPT_CHUNKS);
 
   constructor(
     private readonly root: string,
@@ -104,18 +99,13 @@ export class LocalBlobStore implements BlobStore {
     return {
       sizeBytes: file.sizeBytes,
       modifiedAt: file.modifiedAt,
-      stream: (range) => {
-        const stream = createReadStream('', {
-          fd: file.fd,
-          // A start, even 0, makes every read positional.
-          start: range?.start ?? 0,
-          ...(range === undefined ? {} : { end: range.end }),
-          highWaterMark: READ_CHUNK_BYTES,
-          autoClose: false,
-          // A destroyed stream closes its descriptor whatever autoClose says, and a client cutting its
-          // download off destroys it: the shared descriptor is closed by OpenFiles alone.
-          fs: SHARED_DESCRIPTOR_FS,
-        });
+      stream: (range, destination) => {
+        const stream = new FileRangeStream(
+          file.fd,
+          range?.start ?? 0,
+          range === undefined ? file.sizeBytes : range.end + 1,
+          destination === undefined ? undefined : { destination, pool: this.chunkPool },
+        );
         finished(stream, release);
         return stream;
       },
