@@ -37,9 +37,11 @@ VOLUME ["/data"]
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
   CMD node -e "fetch('http://127.0.0.1:' + process.env.PORT + '/health').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"
-# The same command as `npm start`. V8's young generation grows to 2 × 16 MB semi-spaces under an upload's
-# stream of short-lived buffers; 2 MB ones keep about 30 MB less resident at no measured CPU cost (row 29 of
-# docs/benchmarks.md; README, "Memory"). Without V8's memory reducer, an idle spell no longer shrinks the heap
-# to its live size, after which a burst of downloads forced a full collection every few dozen milliseconds
-# (bench/NOTES.md, row 7).
-CMD ["node", "--max-semi-space-size=2", "--no-memory-reducer", "dist/main.js"]
+# The same command as `npm start` (test/unit/start-command.test.ts checks it). V8's young generation grows to
+# 2 × 16 MB semi-spaces under an upload's stream of short-lived buffers; 2 MB ones keep about 30 MB less
+# resident at no measured CPU cost (row 29 of docs/benchmarks.md; README, "Memory"). Without V8's memory
+# reducer, an idle spell no longer shrinks the heap to its live size, after which a burst of downloads forced
+# a full collection every few dozen milliseconds (bench/NOTES.md, row 7). Letting the heap grow to twice its
+# live size before the next full collection stops the uploads' buffers from forcing about eight of them per
+# eight uploads, which were half of the server's CPU (bench/NOTES.md, row 28).
+CMD ["node", "--max-semi-space-size=2", "--no-memory-reducer", "--heap-growing-percent=100", "dist/main.js"]
