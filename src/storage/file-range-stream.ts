@@ -46,13 +46,13 @@ interface LentBuffer {
  * descriptor other requests share.
  *
  * Node's file streams allocate a new buffer for every chunk. At a gigabyte a second that is thousands of
- * buffers a second outside V8's heap, and V8 answers every 64 MiB of such memory with a full garbage
- * collection: most of a whole-file download's CPU went to marking the heap (bench/NOTES.md). So, given the
- * one writable it is piped into, this stream reads into the same buffers again: a chunk's buffer is reused
- * once the destination holds none of its bytes, which the destination's `writableLength` tells, and the
- * buffers go back to a pool when the destination has finished. That holds for a writable that copies what
- * it is given before it lets go of it (a socket, an HTTP response on one), not for one that keeps the
- * chunks. No stream library reuses buffers this way, because only the caller knows which kind its
+ * buffers a second outside V8's heap, and V8 answers every few dozen MiB of them with a full garbage
+ * collection: about 40 % of a whole-file download's CPU went to marking and sweeping (bench/NOTES.md). So,
+ * given the one writable it is piped into, this stream reads into the same buffers again: a chunk's buffer
+ * is reused once the destination holds none of its bytes, which the destination's `writableLength` tells,
+ * and the buffers go back to a pool when the destination has finished. That holds for a writable that
+ * copies what it is given before it lets go of it (a socket, an HTTP response on one), not for one that
+ * keeps the chunks. No stream library reuses buffers this way, because only the caller knows which kind its
  * destination is.
  */
 export class FileRangeStream extends Readable {
