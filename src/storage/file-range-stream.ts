@@ -3,7 +3,8 @@ import { Readable, type Writable } from 'node:stream';
 
 /**
  * Bytes read from a file at a time: a 256 KiB range is one read, and a whole file takes a quarter of the
- * reads and socket writes of Node's 64 KiB default.
+ * reads and socket writes of Node's 64 KiB default. A slow client holds a few chunks at most: the stream
+ * stops reading while the response's socket is full.
  */
 const CHUNK_BYTES = 256 * 1024;
 

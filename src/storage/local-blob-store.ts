@@ -9,7 +9,7 @@ import { isRecordKey } from './keys.js';
 import { OpenFiles, readAt } from './open-files.js';
 import type { ScratchDirectory } from './scratch.js';
 
-/** Chunk buffers kept for the next downloads (8 MiB): about two for each of a few dozen downloads at once. */
+/** Chunk buffers kept for the next downloads (8 MiB): a download whose client keeps up uses about one. */
 const KEPT_CHUNKS = 32;
 
 /**
