@@ -206,23 +206,6 @@ function expectOk(result: UploadResult, what: string): UploadResult {
   return result;
 }
 
-/** Runs `a` and `b` `count` times, swapping which goes first every run so that drift hits both alike. */
-async function alternate(
-  a: (run: number) => Promise<void>,
-  b: (run: number) => Promise<void>,
-  count = runs,
-): Promise<void> {
-  for (let run = 0; run < count; run++) {
-    if (run % 2 === 0) {
-      await a(run);
-      await b(run);
-    } else {
-      await b(run);
-      await a(run);
-    }
-  }
-}
-
 /** Runs every step `count` times, each run starting one step further along, so that drift hits all alike. */
 async function rotate(steps: ReadonlyArray<(run: number) => Promise<void>>, count = runs): Promise<void> {
   for (let run = 0; run < count; run++) {
@@ -315,7 +298,7 @@ async function uploadsVersusBareFfmpeg(service: Service, user: User, longWav: st
   const lags: number[] = [];
   const throttledTotals: number[] = [];
   const wav = fileWav(longWav, sizes.longSeconds);
-  await alternate(
+  await rotate([
     async () => {
       if (selected(1) || selected(7)) {
         const result = expectOk(await uploadAudio({ baseUrl: service.url, user, audio: wav }), 'upload (1)');
@@ -338,7 +321,7 @@ async function uploadsVersusBareFfmpeg(service: Service, user: User, longWav: st
         (await runBare(FFMPEG, bareFfmpegArguments(service.config, longWav, join(WORK, 'bare-long.mp3')))).wallMs,
       );
     },
-  );
+  ]);
   const bare = median(bareTimes);
   const mb = (wav.bytes / 1e6).toFixed(0);
   if (selected(1)) {
@@ -704,7 +687,7 @@ async function streamedKindVersusBareFfmpeg(service: Service, user: User, index:
   const bareTimes: number[] = [];
   const lags: number[] = [];
   const throttledTotals: number[] = [];
-  await alternate(
+  await rotate([
     async () => {
       if (selected(fullId)) {
         const result = expectOk(
@@ -728,7 +711,7 @@ async function streamedKindVersusBareFfmpeg(service: Service, user: User, index:
       const out = join(WORK, `bare-${recipe.id}.${file.plan.format.name}`);
       bareTimes.push((await runBare(FFMPEG, bareMediaArguments(service.config, file, out))).wallMs);
     },
-  );
+  ]);
   const bare = median(bareTimes);
   const copy = file.plan.copy ? `; stream-copied (\`${file.plan.arguments.join(' ')}\`), not re-encoded` : '';
   const what = `${duration(sizes.longSeconds)} ${recipe.label} (${mbOf(file.bytes)})`;
@@ -778,7 +761,7 @@ async function spooledMp4(service: Service, user: User, media: Media): Promise<v
   const lags: number[] = [];
   const throttledTotals: number[] = [];
   const bareTimes: number[] = [];
-  await alternate(
+  await rotate([
     async () => {
       const result = expectOk(
         await uploadAudio({
@@ -798,7 +781,7 @@ async function spooledMp4(service: Service, user: User, media: Media): Promise<v
       const out = join(WORK, `bare-${recipe.id}.${file.plan.format.name}`);
       bareTimes.push((await runBare(FFMPEG, bareMediaArguments(service.config, file, out))).wallMs);
     },
-  );
+  ]);
   const lag = median(lags);
   record({
     id: SPOOLED_ROW,
@@ -854,13 +837,15 @@ async function peaksCost(settings: ServiceSettings, longWav: string): Promise<vo
   const withPeaks: Array<{ wallMs: number; cpuMs: number }> = [];
   const without: Array<{ wallMs: number; cpuMs: number }> = [];
   const out = join(WORK, 'bare-peaks.mp3');
-  await alternate(
-    async () => {
-      withPeaks.push(await runBare(FFMPEG, bareFfmpegArguments(settings, longWav, out)));
-    },
-    async () => {
-      without.push(await runBare(FFMPEG, bareFfmpegArguments(settings, longWav, out, { peaks: false })));
-    },
+  await rotate(
+    [
+      async () => {
+        withPeaks.push(await runBare(FFMPEG, bareFfmpegArguments(settings, longWav, out)));
+      },
+      async () => {
+        without.push(await runBare(FFMPEG, bareFfmpegArguments(settings, longWav, out, { peaks: false })));
+      },
+    ],
     peaksRuns,
   );
   const cpu = (runs: typeof withPeaks) => median(runs.map((run) => run.cpuMs));
@@ -1172,10 +1157,7 @@ async function s3Lags(
     await s3.client.send(new HeadObjectCommand({ Bucket: params.Bucket, Key: params.Key }));
     (asMultipart ? directTimes.multipart : directTimes.put).push(now() - started);
   };
-  await alternate(
-    () => directPut(true),
-    () => directPut(false),
-  );
+  await rotate([() => directPut(true), () => directPut(false)]);
 
   const lag = (target: Target) => median(lags.get(target) ?? []);
   const [multipartLag, putLag, localLag] = [lag(multipart), lag(put), lag(local)];
