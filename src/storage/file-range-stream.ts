@@ -1,5 +1,5 @@
-import { read } from 'node:fs';
 import { Readable, type Writable } from 'node:stream';
+import { readAt, type OpenFile } from './open-files.js';
 
 /**
  * Bytes read from a file at a time: a 256 KiB range is one read, and a whole file takes a quarter of the
@@ -64,7 +64,7 @@ export class FileRangeStream extends Readable {
 
   /** Without `recycling`, every chunk gets a buffer of its own. */
   constructor(
-    private readonly fd: number,
+    private readonly file: Pick<OpenFile, 'fd'>,
     start: number,
     private readonly end: number,
     private readonly recycling?: ChunkRecycling,
@@ -85,22 +85,18 @@ export class FileRangeStream extends Readable {
       return;
     }
     const buffer = this.freeBuffer(length);
-    read(this.fd, buffer, 0, length, this.position, (error, bytesRead) => {
-      if (this.destroyed) return;
-      if (error !== null) {
-        this.destroy(error);
-        return;
-      }
-      // Stored files never shrink; a short file here is damage, not a race.
-      if (bytesRead === 0) {
-        this.destroy(new Error(`the stored file ended ${this.end - this.position} bytes early`));
-        return;
-      }
-      this.position += bytesRead;
-      this.pushedBytes += bytesRead;
-      if (this.recycling !== undefined) this.lent.push({ buffer, pushedUpTo: this.pushedBytes });
-      this.push(bytesRead === buffer.length ? buffer : buffer.subarray(0, bytesRead));
-    });
+    readAt(this.file, this.position, length, buffer).then(
+      (chunk) => {
+        if (this.destroyed) return;
+        this.position += length;
+        this.pushedBytes += length;
+        if (this.recycling !== undefined) this.lent.push({ buffer, pushedUpTo: this.pushedBytes });
+        this.push(chunk);
+      },
+      (error: unknown) => {
+        if (!this.destroyed) this.destroy(error instanceof Error ? error : new Error(String(error)));
+      },
+    );
   }
 
   private freeBuffer(length: number): Buffer {

@@ -101,7 +101,7 @@ export class LocalBlobStore implements BlobStore {
       modifiedAt: file.modifiedAt,
       stream: (range, destination) => {
         const stream = new FileRangeStream(
-          file.fd,
+          file,
           range?.start ?? 0,
           range === undefined ? file.sizeBytes : range.end + 1,
           destination === undefined ? undefined : { destination, pool: this.chunkPool },

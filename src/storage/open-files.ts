@@ -106,9 +106,16 @@ export class OpenFiles {
   }
 }
 
-/** `length` bytes of `file` from `position` (positional, so requests sharing the descriptor do not interfere). */
-export async function readAt(file: OpenFile, position: number, length: number): Promise<Buffer> {
-  const buffer = Buffer.allocUnsafe(length);
+/**
+ * `length` bytes of `file` from `position` (positional, so requests sharing the descriptor do not interfere),
+ * read into the start of `buffer` when one is given.
+ */
+export async function readAt(
+  file: Pick<OpenFile, 'fd'>,
+  position: number,
+  length: number,
+  buffer: Buffer = Buffer.allocUnsafe(length),
+): Promise<Buffer> {
   let filled = 0;
   while (filled < length) {
     const { bytesRead } = await readDescriptor(file.fd, buffer, filled, length - filled, position + filled);
@@ -116,5 +123,5 @@ export async function readAt(file: OpenFile, position: number, length: number): 
     if (bytesRead === 0) throw new Error(`the stored file ended ${length - filled} bytes early`);
     filled += bytesRead;
   }
-  return buffer;
+  return buffer.length === length ? buffer : buffer.subarray(0, length);
 }

@@ -93,13 +93,13 @@ describe('FileRangeStream', () => {
       [5, 5],
     ];
     for (const [start, end] of ranges) {
-      const streamed = await collect(new FileRangeStream(file.fd, start, end));
+      const streamed = await collect(new FileRangeStream(file, start, end));
       expect(streamed.equals(bytes.subarray(start, end)), `${start}-${end}`).toBe(true);
     }
   });
 
   it('fails a file shorter than the range it was asked for', async () => {
-    await expect(collect(new FileRangeStream(file.fd, bytes.length - 10, bytes.length + 10))).rejects.toThrow(
+    await expect(collect(new FileRangeStream(file, bytes.length - 10, bytes.length + 10))).rejects.toThrow(
       /ended 10 bytes early/,
     );
   });
@@ -107,7 +107,7 @@ describe('FileRangeStream', () => {
   it('reuses a buffer only once a slow socket has sent every byte of it, then gives it back', async () => {
     const connection = await slowConnection(1024 * 1024, 15);
     const pool = new CountingPool(8);
-    const stream = new FileRangeStream(file.fd, 7, bytes.length, { destination: connection.serverSide, pool });
+    const stream = new FileRangeStream(file, 7, bytes.length, { destination: connection.serverSide, pool });
     await pipeline(stream, connection.serverSide);
     const received = await connection.received;
     await connection.close();
@@ -122,10 +122,7 @@ describe('FileRangeStream', () => {
 
     // The next stream starts from the pool's buffers.
     const next = await slowConnection(4 * 1024 * 1024, 5);
-    await pipeline(
-      new FileRangeStream(file.fd, 0, bytes.length, { destination: next.serverSide, pool }),
-      next.serverSide,
-    );
+    await pipeline(new FileRangeStream(file, 0, bytes.length, { destination: next.serverSide, pool }), next.serverSide);
     expect((await next.received).equals(bytes)).toBe(true);
     await next.close();
     expect(pool.allocated).toBeLessThan(chunks / 2);
@@ -134,7 +131,7 @@ describe('FileRangeStream', () => {
   it('gives nothing back to the pool when its destination is cut off', async () => {
     const connection = await slowConnection(512 * 1024, 50);
     const pool = new CountingPool(8);
-    const stream = new FileRangeStream(file.fd, 0, bytes.length, { destination: connection.serverSide, pool });
+    const stream = new FileRangeStream(file, 0, bytes.length, { destination: connection.serverSide, pool });
     const piped = pipeline(stream, connection.serverSide);
     await new Promise((resolve) => connection.client.once('data', resolve));
     connection.client.destroy();
