@@ -32,9 +32,11 @@ import {
   generateWav,
   runBare,
   runPool,
+  serviceFfmpegArguments,
   SPOOLED_MP4,
   STREAMED_KINDS,
   syntheticWav,
+  WAV_HEADER_BYTES,
   wavBytesFor,
   type MediaFile,
   type MediaRecipe,
@@ -64,6 +66,7 @@ import {
   type Service,
 } from './lib/service.js';
 import { cpuSplitCells, startCpuSplit, type CpuSplit } from './lib/cpu.js';
+import { runRelayed } from './lib/relay.js';
 import { runWrk, startStaticNginx } from './lib/wrk.js';
 import { sendRequest } from '../test/kit/http.js';
 import { startS3rver, type RunningS3rver } from '../test/kit/s3rver.js';
@@ -370,6 +373,7 @@ async function concurrentUploads(service: Service, user: User, shortWav: string)
   const latencies: number[] = [];
   const serviceSplits: CpuSplit[] = [];
   const bareSplits: CpuSplit[] = [];
+  const relaySplits: CpuSplit[] = [];
   let samplerFailures = 0;
   const wav = fileWav(shortWav, sizes.shortSeconds);
   const uploadAll = async () => {
@@ -405,6 +409,19 @@ async function concurrentUploads(service: Service, user: User, shortWav: string)
       bareTimes.push(await runPool(jobs, concurrency));
       bareSplits.push(await cpu.stop());
     },
+    // 28's floor: socat relaying the same samples over loopback TCP into the service's own command line.
+    async () => {
+      let relaySeconds = 0;
+      const jobs = Array.from({ length: CONCURRENT_UPLOADS }, (_, index) => async () => {
+        const args = serviceFfmpegArguments(service.config, join(WORK, `relayed-${index}.mp3`));
+        relaySeconds += (await runRelayed(FFMPEG, args, shortWav, WAV_HEADER_BYTES)).relaySeconds;
+      });
+      const cpu = await startCpuSplit(undefined, undefined);
+      await runPool(jobs, concurrency);
+      const split = await cpu.stop();
+      // This process's reaped children are socat (under its shell) and ffmpeg: the encoders are the rest.
+      relaySplits.push({ ...split, serverSeconds: relaySeconds, encoderSeconds: split.encoderSeconds - relaySeconds });
+    },
   ]);
   if (selected(4)) {
     const ratio = median(serviceTimes) / median(bareTimes);
@@ -423,7 +440,7 @@ async function concurrentUploads(service: Service, user: User, shortWav: string)
     );
   }
   if (selected(CPU_SPLIT_ROW)) {
-    const { detail, ...cells } = cpuSplitCells(serviceSplits, bareSplits);
+    const { detail, ...cells } = cpuSplitCells(serviceSplits, bareSplits, relaySplits);
     record({
       id: CPU_SPLIT_ROW,
       measurement: 'during 4: cores busy (/proc/stat) and CPU-seconds by process (/proc/PID/stat)',

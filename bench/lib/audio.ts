@@ -18,13 +18,13 @@ import { now } from '../../test/kit/stats.js';
 const SAMPLE_RATE = 44_100;
 const CHANNELS = 2;
 export const BYTES_PER_SECOND = SAMPLE_RATE * CHANNELS * 2;
-const HEADER_BYTES = 44;
+export const WAV_HEADER_BYTES = 44;
 
 /** Every benchmark WAV's shape, which the service reads from its header. */
 const WAV_SHAPE: AudioShape = { sampleRate: SAMPLE_RATE, channels: CHANNELS };
 
 export function wavBytesFor(seconds: number): number {
-  return HEADER_BYTES + Math.round(seconds * SAMPLE_RATE) * CHANNELS * 2;
+  return WAV_HEADER_BYTES + Math.round(seconds * SAMPLE_RATE) * CHANNELS * 2;
 }
 
 /** Stereo pink noise under a 220 Hz tone, as a filter graph whose output is `[out]`. */
@@ -74,7 +74,7 @@ export async function generateWav(ffmpegPath: string, path: string, seconds: num
 }
 
 function wavHeader(dataBytes: number): Buffer {
-  const header = Buffer.alloc(HEADER_BYTES);
+  const header = Buffer.alloc(WAV_HEADER_BYTES);
   header.write('RIFF', 0, 'latin1');
   header.writeUInt32LE(36 + dataBytes, 4);
   header.write('WAVE', 8, 'latin1');
@@ -96,7 +96,7 @@ function wavHeader(dataBytes: number): Buffer {
  * so that a 1 GiB upload costs the client a constant ~1 MB of memory.
  */
 export function syntheticWav(totalBytes: number): Readable {
-  const dataBytes = totalBytes - HEADER_BYTES;
+  const dataBytes = totalBytes - WAV_HEADER_BYTES;
   if (dataBytes <= 0 || dataBytes % (CHANNELS * 2) !== 0) throw new Error(`bad synthetic WAV size ${totalBytes}`);
   if (36 + dataBytes > 0xffffffff) throw new Error('a RIFF WAV holds at most 4 GiB');
   const pattern = noisyPattern(3 * SAMPLE_RATE);
@@ -175,6 +175,24 @@ export function bareFfmpegArguments(
   outputPath: string,
   options: { readonly peaks?: boolean } = {},
 ): string[] {
+  const args = serviceFfmpegArguments(settings, outputPath, options);
+  const input = args.indexOf('pipe:0');
+  const whitelist = args.indexOf('-protocol_whitelist');
+  if (input === -1 || args[input - 1] !== '-i' || whitelist === -1 || args[whitelist + 1] !== 'pipe') {
+    throw new Error('ffmpegArguments changed shape: no pipe:0 input to replace');
+  }
+  // The service feeds raw samples; the file's 44-byte header is skipped the same way.
+  args.splice(input - 1, 2, '-skip_initial_bytes', String(WAV_HEADER_BYTES), '-i', `file:${wavPath}`);
+  args[whitelist + 1] = 'file';
+  return args;
+}
+
+/** The service's own ffmpeg command line for a WAV upload with no options: raw samples on stdin (pipe:0). */
+export function serviceFfmpegArguments(
+  settings: ServiceSettings,
+  outputPath: string,
+  options: { readonly peaks?: boolean } = {},
+): string[] {
   const plan = planOutput({}, { sameCodecAs: undefined, shape: WAV_SHAPE }, outputSettings(settings));
   const job: TranscodeJob = {
     input: { kind: 'raw', sampleFormat: 's16le', sampleRate: SAMPLE_RATE, channels: CHANNELS },
@@ -182,16 +200,7 @@ export function bareFfmpegArguments(
     peaks: options.peaks ?? true,
     maxDurationSeconds: settings.maxDurationSeconds,
   };
-  const args = ffmpegArguments(job, outputPath);
-  const input = args.indexOf('pipe:0');
-  const whitelist = args.indexOf('-protocol_whitelist');
-  if (input === -1 || args[input - 1] !== '-i' || whitelist === -1 || args[whitelist + 1] !== 'pipe') {
-    throw new Error('ffmpegArguments changed shape: no pipe:0 input to replace');
-  }
-  // The service feeds raw samples; the file's 44-byte header is skipped the same way.
-  args.splice(input - 1, 2, '-skip_initial_bytes', String(HEADER_BYTES), '-i', `file:${wavPath}`);
-  args[whitelist + 1] = 'file';
-  return args;
+  return ffmpegArguments(job, outputPath);
 }
 
 /** What the service makes of a file's first bytes: its kind, demuxer, whether it streams, and its codec. */
