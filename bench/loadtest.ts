@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { freePort } from '../test/kit/http.js';
-import { ffmpegChildren, rssBytes, spawnService, type ChildService } from '../test/kit/process.js';
+import { ffmpegDescendants, rssBytes, spawnService, type ChildService } from '../test/kit/process.js';
 import { percentile } from '../test/kit/stats.js';
 import { decodeMp3, makeWav, type WavSpec } from '../test/kit/wav.js';
 
@@ -265,7 +265,7 @@ async function main(): Promise<void> {
     const mib = (bytes: number) => (bytes / 1024 ** 2).toFixed(0);
     console.log(
       `server RSS: start ${mib(rssAtStart)} MiB, max ${mib(Math.max(...rss))} MiB, end ${mib(rss.at(-1) ?? 0)} MiB; ` +
-        `ffmpeg still running: ${(await ffmpegChildren(server.pid)).length}`,
+        `ffmpeg still running: ${(await ffmpegDescendants(server.pid)).length}`,
     );
     process.kill(server.pid, 'SIGTERM');
     const exit = await server.exited;

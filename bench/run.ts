@@ -65,7 +65,7 @@ import {
   startService,
   type Service,
 } from './lib/service.js';
-import { cpuSplitCells, startCpuSplit, type CpuSplit } from './lib/cpu.js';
+import { cpuSplitCells, launcherOf, startCpuSplit, type CpuSplit } from './lib/cpu.js';
 import { runRelayed } from './lib/relay.js';
 import { runWrk, startStaticNginx } from './lib/wrk.js';
 import { sendRequest } from '../test/kit/http.js';
@@ -893,6 +893,8 @@ interface DatabaseFootprint {
   readonly startPeakKiB: number;
   /** Peak VmRSS while row 4's uploads and row 5's requests run. */
   readonly loadedKiB: number;
+  /** The launcher process's VmRSS after the load, and the part of it that is its own (RssAnon). */
+  readonly launcher: { readonly rssKiB: number; readonly anonKiB: number };
   readonly latency: ReturnType<typeof summarizeLatencies>;
   readonly failures: number;
 }
@@ -926,12 +928,18 @@ async function databaseFootprints(shortWav: string): Promise<void> {
           loadedKiB = Math.max(loadedKiB, (await memory.stop()).peakKiB);
         }
         const latency = summarizeLatencies(latencies);
-        return { name, idleKiB: idle.rssKiB, startPeakKiB: idle.hwmKiB, loadedKiB, latency, failures };
+        const launcherPid = await launcherOf(service.pid);
+        if (launcherPid === undefined) throw new Error('the service has no launcher process after uploads');
+        const launcher = await memoryOf(launcherPid);
+        return { name, idleKiB: idle.rssKiB, startPeakKiB: idle.hwmKiB, loadedKiB, launcher, latency, failures };
       }),
     );
   }
+  // The launcher's file pages are node's binary, which the server maps too: its own memory is its anonymous part.
+  const loadedWithLauncher = (f: DatabaseFootprint) => f.loadedKiB + f.launcher.anonKiB;
   const describe = (f: DatabaseFootprint) =>
-    `${f.name}: idle ${mib(f.idleKiB)} (start-up peak ${mib(f.startPeakKiB)}), loaded ${mib(f.loadedKiB)}, ` +
+    `${f.name}: idle ${mib(f.idleKiB)} (start-up peak ${mib(f.startPeakKiB)}), loaded ${mib(f.loadedKiB)} ` +
+    `+ launcher ${mib(f.launcher.anonKiB)} of its own (RSS ${mib(f.launcher.rssKiB)}), ` +
     `POST /users p99 ${ms(f.latency.p99)}${f.failures > 0 ? ` (${f.failures} failed)` : ''}`;
   const [embedded, postgres] = footprints as [DatabaseFootprint, DatabaseFootprint | undefined];
   record({
@@ -941,11 +949,11 @@ async function databaseFootprints(shortWav: string): Promise<void> {
       `with 5's POST /users latency beside it, on each database`,
     service: describe(embedded),
     baseline: postgres === undefined ? 'PostgreSQL: not measured (DATABASE_URL unset)' : describe(postgres),
-    result: `PGlite ${mib(embedded.idleKiB)} idle, ${mib(embedded.loadedKiB)} loaded; p99 ${footprints.map((f) => `${ms(f.latency.p99)} ${f.name}`).join(', ')}`,
+    result: `PGlite ${mib(embedded.idleKiB)} idle, ${mib(loadedWithLauncher(embedded))} loaded with the launcher; p99 ${footprints.map((f) => `${ms(f.latency.p99)} ${f.name}`).join(', ')}`,
     target: `PGlite ≤ ${mib(EMBEDDED_IDLE_GOAL_KIB)} idle, ≤ ${mib(EMBEDDED_LOADED_GOAL_KIB)} loaded; p99 ≤ 50 ms on each`,
     met:
       embedded.idleKiB <= EMBEDDED_IDLE_GOAL_KIB &&
-      embedded.loadedKiB <= EMBEDDED_LOADED_GOAL_KIB &&
+      loadedWithLauncher(embedded) <= EMBEDDED_LOADED_GOAL_KIB &&
       footprints.every((f) => f.latency.p99 <= 50 && f.failures === 0),
   });
   details.push(

@@ -10,6 +10,7 @@ import { Converter } from './media/converter.js';
 import { checkFfmpeg, findExecutable } from './media/ffmpeg-check.js';
 import { ConversionLimiter } from './media/limiter.js';
 
+import { ProcessLauncher } from './media/launcher.js';
 import { Transcoder } from './media/transcoder.js';
 import { AccountService } from './services/accounts.js';
 import { LocalHitCounters, type HitCounters } from './services/hit-counters.js';
@@ -84,12 +85,14 @@ export async function createServices(config: Config, options: ServiceOptions = {
   const users = new UserRepository(database.db);
   const records = new RecordRepository(database.db);
   const { blobs } = storage;
+  const launcher = new ProcessLauncher();
   const converter = new Converter(
     new Transcoder({
       ffmpegPath: config.ffmpegPath,
       timeoutMs: config.convertTimeoutMs,
       maxMemoryBytes: config.ffmpegMaxMemoryBytes,
       prlimitPath: findExecutable('prlimit'),
+      launcher,
     }),
     { mp3: config.encoding, loudnessTargetLufs: config.loudnessTargetLufs },
     { maxDurationSeconds: config.maxDurationSeconds },
@@ -127,6 +130,7 @@ export async function createServices(config: Config, options: ServiceOptions = {
     }),
     converterReady: () => (converterCheck ??= checkFfmpeg(config.ffmpegPath)),
     close: async () => {
+      launcher.close();
       await database.close();
       storage.close();
     },

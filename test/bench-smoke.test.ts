@@ -229,12 +229,18 @@ it('runs npm run bench --smoke to the end and writes a table of real measurement
   // 29: each database's service, fresh: idle and loaded RSS and POST /users p99; PostgreSQL only when the run has it.
   const footprint = (name: string) =>
     new RegExp(
-      `^${name}: idle (\\d+\\.\\d) MiB \\(start-up peak (\\d+\\.\\d) MiB\\), loaded (\\d+\\.\\d) MiB, POST /users p99 (\\d+\\.\\d) ms$`,
+      `^${name}: idle (\\d+\\.\\d) MiB \\(start-up peak (\\d+\\.\\d) MiB\\), loaded (\\d+\\.\\d) MiB ` +
+        `\\+ launcher (\\d+\\.\\d) MiB of its own \\(RSS (\\d+\\.\\d) MiB\\), POST /users p99 (\\d+\\.\\d) ms$`,
     );
-  const [embeddedIdle = 0, startPeak = 0, loaded = 0] = numbersIn(cell(29, 'service'), footprint('PGlite'));
+  const [embeddedIdle = 0, startPeak = 0, loaded = 0, launcherOwn = 0, launcherRss = 0] = numbersIn(
+    cell(29, 'service'),
+    footprint('PGlite'),
+  );
   expect(embeddedIdle).toBeGreaterThan(0);
   expect(startPeak).toBeGreaterThanOrEqual(embeddedIdle);
   expect(loaded).toBeGreaterThan(0);
+  expect(launcherOwn).toBeGreaterThan(0);
+  expect(launcherRss).toBeGreaterThan(launcherOwn);
   if (env.DATABASE_URL === undefined) {
     expect(cell(29, 'baseline')).toBe('PostgreSQL: not measured (DATABASE_URL unset)');
   } else {

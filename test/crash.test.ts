@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createUser, openUpload, recordIdOf, upload, PREFIX, type TestUser } from './kit/client.js';
 import { createTestDatabase, databaseKinds, recordIdsInDatabase, type TestDatabase } from './kit/database.js';
-import { ffmpegChildren, killHard, sha256, spawnService, type ChildService } from './kit/process.js';
+import { ffmpegDescendants, killHard, sha256, spawnService, type ChildService } from './kit/process.js';
 import { sleep } from './kit/stats.js';
 import { ageStored, recordKeyOf, removeObjects, storageEnv, storedFiles } from './kit/storage.js';
 import { makeWav, wavDurationSeconds } from './kit/wav.js';
@@ -150,10 +150,10 @@ describe.each(databaseKinds)('crash and restart (%s)', (kind) => {
     const request = await openUpload(running.url, user, { sendHead: false, fields: { normalize: 'true' } });
     const sent = request.end(request.form.wrap(wav));
     await expect
-      .poll(() => ffmpegChildren(running.pid, { conversionsOnly: true }), { timeout: 15_000 })
+      .poll(() => ffmpegDescendants(running.pid, { conversionsOnly: true }), { timeout: 15_000 })
       .not.toEqual([]);
     await sent;
-    expect(await ffmpegChildren(running.pid, { conversionsOnly: true })).not.toEqual([]);
+    expect(await ffmpegDescendants(running.pid, { conversionsOnly: true })).not.toEqual([]);
     expect(request.answer).toBeUndefined();
     await killHard(running);
     request.abort();

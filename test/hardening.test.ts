@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PREFIX, createUser, openUpload, recordIdOf, upload, type TestUser } from './kit/client.js';
 import { expectNoTempFiles, expectProblem } from './kit/expect.js';
 import { rawHttp } from './kit/http.js';
-import { ffmpegChildren, runCheckStorage } from './kit/process.js';
+import { ffmpegDescendants, runCheckStorage } from './kit/process.js';
 import { logLines, startIsolatedService, startService, type IsolatedService } from './kit/service.js';
 import { storageEnv } from './kit/storage.js';
 import { chunk, decodeMp3, makeWav } from './kit/wav.js';
@@ -132,7 +132,7 @@ describe('uploads at once per account and per client address', () => {
     await held.write(makeWav({ durationSeconds: 1 }).subarray(0, 2000));
     // Counted once admitted: its encoder runs (the service runs in this process).
     await expect
-      .poll(() => ffmpegChildren(process.pid, { conversionsOnly: true }), { timeout: 15_000 })
+      .poll(() => ffmpegDescendants(process.pid, { conversionsOnly: true }), { timeout: 15_000 })
       .toHaveLength(1);
     const sameUser = await upload(service.url, alice, small);
     await expectProblem(sameUser, 429);
@@ -141,7 +141,7 @@ describe('uploads at once per account and per client address', () => {
     const secondHeld = await openUpload(service.url, bob);
     await secondHeld.write(makeWav({ durationSeconds: 1 }).subarray(0, 2000));
     await expect
-      .poll(() => ffmpegChildren(process.pid, { conversionsOnly: true }), { timeout: 15_000 })
+      .poll(() => ffmpegDescendants(process.pid, { conversionsOnly: true }), { timeout: 15_000 })
       .toHaveLength(2);
     // A third account from the same address: the address already has two uploads under way.
     await expectProblem(await upload(service.url, carol, small), 429);

@@ -3,7 +3,7 @@ import { createUser, openUpload, upload, PREFIX, type TestUser } from './kit/cli
 import { expectNoTempFiles as expectNoTempFilesIn, expectProblem } from './kit/expect.js';
 import { rawHttp, sendSlowly } from './kit/http.js';
 import { multipartBody } from './kit/multipart.js';
-import { ffmpegChildren } from './kit/process.js';
+import { ffmpegDescendants } from './kit/process.js';
 import { startIsolatedService, type IsolatedService as Service } from './kit/service.js';
 import { makeWav } from './kit/wav.js';
 
@@ -176,7 +176,7 @@ describe('slow clients and wall time', () => {
     const stalledAt = Date.now();
     // It holds the only slot once its encoder runs (the service runs in this process); one queued behind it
     // for longer than the idle timeout is not idling: waiting for a slot is not.
-    await expect.poll(() => ffmpegChildren(process.pid, { conversionsOnly: true })).toHaveLength(1);
+    await expect.poll(() => ffmpegDescendants(process.pid, { conversionsOnly: true })).toHaveLength(1);
     const queued = upload(service.url, user, makeWav({ durationSeconds: 0.5, sampleRate: 8000, channels: 1 }));
 
     const cut = await stalled.response;

@@ -46,6 +46,33 @@ async function processTimes(pid: number): Promise<ProcessTimes | undefined> {
   };
 }
 
+/**
+ * The server's launcher (src/media/launcher.ts), the Node process that starts its encoders: a child of the
+ * server named node. undefined before the first upload starts it.
+ */
+export async function launcherOf(serverPid: number): Promise<number | undefined> {
+  const children = await readFile(`/proc/${serverPid}/task/${serverPid}/children`, 'utf8').catch(() => '');
+  for (const child of children.split(' ').filter((entry) => entry !== '')) {
+    if ((await readFile(`/proc/${child}/comm`, 'utf8').catch(() => '')).trim() === 'node') return Number(child);
+  }
+  return undefined;
+}
+
+/**
+ * The service's times: the server's own and its launcher's count as the server's; the encoders are the
+ * launcher's reaped children (and any the server reaped itself).
+ */
+async function serviceTimes(serverPid: number): Promise<ProcessTimes | undefined> {
+  const server = await processTimes(serverPid);
+  const launcherPid = await launcherOf(serverPid);
+  const launcher = launcherPid === undefined ? undefined : await processTimes(launcherPid);
+  if (server === undefined || launcher === undefined) return server;
+  return {
+    ownSeconds: server.ownSeconds + launcher.ownSeconds,
+    reapedChildrenSeconds: server.reapedChildrenSeconds + launcher.reapedChildrenSeconds,
+  };
+}
+
 /** The local ports of `pid`'s TCP connections to `remotePort` (its database pool, for PostgreSQL's 5432). */
 async function connectionPorts(pid: number, remotePort: number): Promise<Set<number>> {
   const inodes = new Set<string>();
@@ -96,6 +123,7 @@ export interface CpuSplit {
   readonly wallSeconds: number;
   /** Busy CPU-seconds over wall × cores, from /proc/stat: everything on the machine, other load included. */
   readonly coresBusy: number;
+  /** The server process and its launcher, which starts the encoders. */
   readonly serverSeconds: number;
   /** Reaped children of the service and of this process: every ffmpeg run to its end during the run. */
   readonly encoderSeconds: number;
@@ -116,7 +144,7 @@ interface Reading {
 async function reading(serverPid: number | undefined, databaseUrl: string | undefined): Promise<Reading> {
   const [cores, server, client, database] = await Promise.all([
     coreTimes(),
-    serverPid === undefined ? undefined : processTimes(serverPid),
+    serverPid === undefined ? undefined : serviceTimes(serverPid),
     processTimes(process.pid),
     serverPid === undefined || databaseUrl === undefined
       ? new Map<number, number>()

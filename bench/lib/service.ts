@@ -123,13 +123,15 @@ export interface MemoryStatus {
   readonly rssKiB: number;
   /** Peak resident set size since start or the last reset, KiB. */
   readonly hwmKiB: number;
+  /** The anonymous part of the resident set (not file pages such as the node binary's, which are shared), KiB. */
+  readonly anonKiB: number;
 }
 
 /** VmRSS and VmHWM of one process: children (the encoders) are separate processes and not counted. */
 export async function memoryOf(pid: number): Promise<MemoryStatus> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
   const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? Number.NaN);
-  return { rssKiB: field('VmRSS'), hwmKiB: field('VmHWM') };
+  return { rssKiB: field('VmRSS'), hwmKiB: field('VmHWM'), anonKiB: field('RssAnon') };
 }
 
 /** Resets VmHWM to the current RSS (Linux `clear_refs` 5); false where not permitted. */

@@ -1,8 +1,7 @@
-import { spawn } from 'node:child_process';
-import { setPriority } from 'node:os';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { AudioRejected, DomainError, InsufficientStorage, Unavailable } from '../domain/errors.js';
+import { LauncherLost, type LaunchedProcess, type ProcessLauncher } from './launcher.js';
 import { WavPeaksReader, type Peaks } from './peaks.js';
 import type { PcmSampleFormat } from './wav.js';
 
@@ -61,6 +60,8 @@ export interface TranscoderOptions {
   /** The address-space limit for ffmpeg, applied through `prlimit` when `prlimitPath` is set. */
   readonly maxMemoryBytes: number;
   readonly prlimitPath: string | undefined;
+  /** Starts ffmpeg from a small process of its own (see launcher.ts). */
+  readonly launcher: ProcessLauncher;
 }
 
 // The largest single allocation ffmpeg may make; decoding audio never needs more than a few MiB at once.
@@ -165,65 +166,64 @@ export class Transcoder {
    */
   async run(input: Readable | undefined, job: TranscodeJob, outputPath?: string): Promise<TranscodeResult> {
     const { command, args } = this.commandLine(this.options.ffmpegPath, ffmpegArguments(job, outputPath));
-    const child = spawn(command, args, {
-      stdio: [input === undefined ? 'ignore' : 'pipe', 'ignore', 'pipe', job.peaks ? 'pipe' : 'ignore'],
-      // Nothing of the service's environment (database URL, secrets) reaches the decoder.
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LC_ALL: 'C' },
-    });
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
-      child.once('error', reject);
-      child.once('close', (code, signal) => resolve({ code, signal }));
-    });
-    if (child.pid !== undefined) {
-      try {
-        setPriority(child.pid, ENCODER_NICENESS);
-      } catch {
-        // Not permitted in some containers; the conversion is still correct at normal priority.
-      }
+    let child: LaunchedProcess;
+    try {
+      child = await this.options.launcher.launch({
+        command,
+        args,
+        // Nothing of the service's environment (database URL, secrets) reaches the decoder.
+        env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LC_ALL: 'C' },
+        stdin: input !== undefined,
+        fd3: job.peaks,
+        niceness: ENCODER_NICENESS,
+      });
+    } catch (error) {
+      input?.destroy();
+      throw new Unavailable('The audio converter is not available.', 30, { cause: error });
     }
 
     // The tail also holds loudnorm's closing report, when the job asked for it.
     let stderrTail = '';
-    child.stderr?.setEncoding('utf8').on('data', (text: string) => {
+    child.stderr.setEncoding('utf8').on('data', (text: string) => {
       stderrTail = (stderrTail + text).slice(-STDERR_TAIL_BYTES);
     });
 
     let timedOut = false;
     const timer = setTimeout(() => {
       timedOut = true;
-      child.kill('SIGKILL');
+      child.kill();
     }, this.options.timeoutMs);
 
     // Node's default 64 KiB pipe writes keep ffmpeg fed (docs/benchmarks.md); bigger buffers would only
     // cost memory per upload.
     const stdin = child.stdin;
     const feeding =
-      input === undefined || stdin === null
+      input === undefined || stdin === undefined
         ? Promise.resolve(undefined)
         : pipeline(input, stdin).catch((error: unknown) => {
-            // ffmpeg closing its stdin (EPIPE: at its time limit, or failing) is judged by its exit status
+            // ffmpeg closing its stdin (at its time limit, or failing) is judged by its exit status
             // below; any other error is the input's. So is the premature close that follows our own kill.
             if (timedOut || isBrokenPipe(error)) return undefined;
-            child.kill('SIGKILL');
+            child.kill();
             return error instanceof Error ? error : new Error(String(error));
           });
     const collector = job.peaks ? new WavPeaksReader() : undefined;
-    const peaksOutput = child.stdio[PEAKS_FD];
+    const peaksOutput = child.fd3;
     // A failed peaks output stops ffmpeg, and the run still ends only once ffmpeg has exited: the caller
     // gives the conversion's core back when this returns.
     const collecting =
-      collector === undefined || !(peaksOutput instanceof Readable)
+      collector === undefined || peaksOutput === undefined
         ? Promise.resolve(undefined)
         : pipeline(peaksOutput, collector).then(
             () => undefined,
             (error: unknown) => {
-              child.kill('SIGKILL');
+              child.kill();
               return error instanceof Error ? error : new Error(String(error));
             },
           );
 
     try {
-      const [inputError, exit, peaksError] = await Promise.all([feeding, exited, collecting]);
+      const [inputError, exit, peaksError] = await Promise.all([feeding, child.closed, collecting]);
       if (inputError !== undefined) throw inputError;
       if (peaksError !== undefined) throw peaksError;
       if (timedOut) {
@@ -246,7 +246,7 @@ export class Transcoder {
       };
     } catch (error) {
       if (error instanceof DomainError) throw error;
-      if (isSpawnFailure(error)) {
+      if (error instanceof LauncherLost) {
         throw new Unavailable('The audio converter is not available.', 30, { cause: error });
       }
       throw error;
@@ -256,8 +256,8 @@ export class Transcoder {
   }
 
   private failure(code: number | null, stderrTail: string): Error {
-    // prlimit could not start ffmpeg (126: not executable, 127: not found): the converter is missing.
-    if ((code === 126 || code === 127) && /failed to execute/.test(stderrTail)) {
+    // sh or prlimit could not start ffmpeg (126: not executable, 127: not found): the converter is missing.
+    if ((code === 126 || code === 127) && /failed to execute|exec: /.test(stderrTail)) {
       return new Unavailable('The audio converter is not available.', 30, { cause: new Error(stderrTail.trim()) });
     }
     if (/No space left on device/i.test(stderrTail)) {
@@ -288,15 +288,11 @@ function measuredLoudness(stderr: string): number | undefined {
   }
 }
 
+/** ffmpeg stopped reading its input: gone (EPIPE), or gone with bytes unread (ECONNRESET: its stdin is a socket pair). */
 function isBrokenPipe(error: unknown): boolean {
-  return error instanceof Error && 'code' in error && (error.code === 'EPIPE' || error.code === 'ERR_STREAM_DESTROYED');
-}
-
-function isSpawnFailure(error: unknown): boolean {
   return (
     error instanceof Error &&
-    'syscall' in error &&
-    typeof error.syscall === 'string' &&
-    error.syscall.startsWith('spawn')
+    'code' in error &&
+    (error.code === 'EPIPE' || error.code === 'ECONNRESET' || error.code === 'ERR_STREAM_DESTROYED')
   );
 }

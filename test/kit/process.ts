@@ -114,26 +114,33 @@ export async function killHard(service: ChildService): Promise<void> {
 }
 
 /**
- * Ids of the ffmpeg processes whose parent is `pid`; with `conversionsOnly`, only those converting an
- * upload (reading stdin), not a version check.
+ * Ids of the ffmpeg processes that `pid` started, through the launcher process it starts them from
+ * (src/media/launcher.ts) or itself; with `conversionsOnly`, only those converting an upload (reading
+ * stdin), not a version check.
  */
-export async function ffmpegChildren(pid: number, options: { conversionsOnly?: boolean } = {}): Promise<number[]> {
+export async function ffmpegDescendants(pid: number, options: { conversionsOnly?: boolean } = {}): Promise<number[]> {
   const found: number[] = [];
-  for (const child of await childrenOf(pid)) {
-    try {
-      // pid (comm) state ppid …
-      const match = /^\d+ \((.*)\) \S+ (\d+)/.exec(await readFile(`/proc/${child}/stat`, 'utf8'));
-      if (match?.[1] !== 'ffmpeg' || Number(match[2]) !== pid) continue;
-      if (
-        options.conversionsOnly &&
-        !(await readFile(`/proc/${child}/cmdline`, 'utf8')).split('\0').includes('pipe:0')
-      ) {
-        continue;
+  const parents = [pid];
+  for (let depth = 0; depth < 2; depth++) {
+    const next: number[] = [];
+    for (const parent of parents.splice(0)) {
+      for (const child of await childrenOf(parent)) {
+        try {
+          // pid (comm) state ppid …
+          const match = /^\d+ \((.*)\) \S+ (\d+)/.exec(await readFile(`/proc/${child}/stat`, 'utf8'));
+          if (Number(match?.[2]) !== parent) continue;
+          if (match?.[1] !== 'ffmpeg') {
+            next.push(child);
+            continue;
+          }
+          const cmdline = (await readFile(`/proc/${child}/cmdline`, 'utf8')).split('\0');
+          if (!options.conversionsOnly || cmdline.includes('pipe:0')) found.push(child);
+        } catch {
+          // the process ended meanwhile
+        }
       }
-      found.push(child);
-    } catch {
-      // the process ended meanwhile
     }
+    parents.push(...next);
   }
   return found;
 }
