@@ -1,5 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -88,12 +90,13 @@ describe('ProcessLauncher', () => {
   });
 
   it('gives the program nothing but its arguments as given: no word of them reaches a shell as code', async () => {
-    const hostile = ['$(touch /tmp/launcher-pwned)', '`id`', '; exit 3', '\' " \\', '*', '-c'];
+    const marker = join(await mkdtemp(join(tmpdir(), 'launcher-')), 'pwned');
+    const hostile = [`$(touch ${marker})`, `\`touch ${marker}\``, `; touch ${marker}`, '\' " \\', '*', '-c'];
     const program = await launcher.launch(shell('printf "%s\\n" "$@" >&2', { args: hostile }));
     const [stderr, end] = await Promise.all([text(program.stderr), program.closed]);
     expect(stderr).toBe(hostile.map((word) => `${word}\n`).join(''));
     expect(end).toEqual({ code: 0, signal: null });
-    await expect(readFile('/tmp/launcher-pwned')).rejects.toThrow();
+    await expect(readFile(marker)).rejects.toThrow();
   });
 
   it('gives the program only the environment it was given, and its niceness, with its own pid', async () => {
@@ -113,11 +116,23 @@ describe('ProcessLauncher', () => {
     expect(nice).toBe('7');
   });
 
-  it('reports a program that cannot be run as sh does: exit 127 and why on stderr', async () => {
-    const program = await launcher.launch({ ...shell(''), command: '/nonexistent/ffmpeg', args: ['-version'] });
-    const [stderr, end] = await Promise.all([text(program.stderr), program.closed]);
-    expect(end.code).toBe(127);
-    expect(stderr).toMatch(/exec: \/nonexistent\/ffmpeg: not found/);
+  it('reports a program that cannot be run, missing or not executable, with exit 127 and a message of its own', async () => {
+    const notExecutable = join(await mkdtemp(join(tmpdir(), 'launcher-')), 'ffmpeg');
+    await writeFile(notExecutable, '#!/bin/sh\n', { mode: 0o644 });
+    for (const command of ['/nonexistent/ffmpeg', notExecutable, 'no-such-program-anywhere']) {
+      const program = await launcher.launch({ ...shell(''), command, args: ['-version'] });
+      const [stderr, end] = await Promise.all([text(program.stderr), program.closed]);
+      expect(end.code).toBe(127);
+      expect(stderr).toBe(`launcher: cannot execute ${command}\n`);
+    }
+  });
+
+  it('stops a start when asked before it completes, and keeps working', async () => {
+    await expect(launcher.launch(shell('exec sleep 30', { stdin: true }), AbortSignal.abort())).rejects.toThrow(
+      /stopped before it completed/,
+    );
+    const next = await launcher.launch(shell('echo still here >&2'));
+    expect(await text(next.stderr)).toBe('still here\n');
   });
 
   it('kills a program on request, and its end says so', async () => {

@@ -69,24 +69,44 @@ const LAUNCHER_SOURCE = `
 const { spawn } = require('node:child_process');
 const { setPriority } = require('node:os');
 const GO_FD = 4;
-const HELD_UNTIL_GO = 'read -r go <&' + GO_FD + ' && exec "$@" ' + GO_FD + '<&-';
+// A missing program is told apart by a message of our own: each sh words its own differently.
+const HELD_UNTIL_GO =
+  'read -r go <&' + GO_FD + ' || exit 1; ' +
+  'case $1 in */*) [ -f "$1" ] && [ -x "$1" ];; *) command -v -- "$1" >/dev/null 2>&1;; esac ' +
+  '|| { echo "launcher: cannot execute $1" >&2; exit 127; }; ' +
+  'exec "$@" ' + GO_FD + '<&-';
 const running = new Map();
+const stopAll = () => {
+  for (const { child } of running.values()) child.kill('SIGKILL');
+};
 // Ctrl-C reaches the whole process group; the server decides when this process goes (by disconnecting).
 process.on('SIGINT', () => {});
 process.on('SIGTERM', () => {});
 process.on('disconnect', () => {
-  for (const { child } of running.values()) child.kill('SIGKILL');
+  stopAll();
   process.exit(0);
+});
+// A bug here must not leave encoders running with no one to stop them.
+process.on('uncaughtException', (error) => {
+  stopAll();
+  console.error('launcher:', error);
+  process.exit(1);
 });
 process.on('message', (message) => {
   const entry = running.get(message.id);
   if (message.op === 'go') return void entry?.go.end('\\n');
   if (message.op === 'kill') return void entry?.child.kill('SIGKILL');
   const { id, command, args, env, stdin, fd3, niceness } = message;
-  const child = spawn('/bin/sh', ['-c', HELD_UNTIL_GO, 'sh', command, ...args], {
-    stdio: [stdin ? 'pipe' : 'ignore', 'ignore', 'pipe', fd3 ? 'pipe' : 'ignore', 'pipe'],
-    env,
-  });
+  let child;
+  try {
+    child = spawn('/bin/sh', ['-c', HELD_UNTIL_GO, 'sh', command, ...args], {
+      stdio: [stdin ? 'pipe' : 'ignore', 'ignore', 'pipe', fd3 ? 'pipe' : 'ignore', 'pipe'],
+      env,
+    });
+  } catch (error) {
+    // Most failures to start come as 'error'; some (ENOMEM from fork) are thrown.
+    return void process.send({ op: 'failed', id, message: error.message, code: error.code });
+  }
   // Not started (no processes left, say): 'error' tells why. Once started, only a refused kill can emit
   // one, and the exit that follows says the rest.
   const started = child.pid !== undefined;
@@ -128,14 +148,15 @@ type LauncherMessage =
 export class ProcessLauncher {
   private launcher: LauncherProcess | undefined;
 
-  launch(request: LaunchRequest): Promise<LaunchedProcess> {
+  /** `signal` stops a start that has not completed: the program is killed and the promise rejects. */
+  launch(request: LaunchRequest, signal?: AbortSignal): Promise<LaunchedProcess> {
     if (this.launcher === undefined || this.launcher.lost) {
       const launcher = new LauncherProcess(() => {
         if (this.launcher === launcher) this.launcher = undefined;
       });
       this.launcher = launcher;
     }
-    return this.launcher.launch(request);
+    return this.launcher.launch(request, signal);
   }
 
   /** The launcher stops what it started and exits. */
@@ -171,7 +192,7 @@ class LauncherProcess {
     this.process.once('exit', (code, signal) => lose(`the launcher process exited (${signal ?? code})`));
   }
 
-  launch(request: LaunchRequest): Promise<LaunchedProcess> {
+  launch(request: LaunchRequest, signal: AbortSignal | undefined): Promise<LaunchedProcess> {
     const id = this.nextId++;
     const pipes = 1 + (request.stdin ? 1 : 0) + (request.fd3 ? 1 : 0);
     const program = new RemoteProgram(pipes, {
@@ -179,6 +200,17 @@ class LauncherProcess {
       kill: () => this.send({ op: 'kill', id }),
     });
     this.track(id, program);
+    const stop = () => {
+      if (!program.abandon(new LaunchFailed('the start was stopped before it completed', undefined))) return;
+      // Whatever the launcher still sends about it is dropped (and its pipes closed).
+      this.forget(id);
+    };
+    if (signal?.aborted === true) stop();
+    else signal?.addEventListener('abort', stop, { once: true });
+    void program.started.then(
+      () => signal?.removeEventListener('abort', stop),
+      () => signal?.removeEventListener('abort', stop),
+    );
     this.send({ op: 'spawn', id, ...request });
     return program.started;
   }
@@ -213,7 +245,13 @@ class LauncherProcess {
         program.spawned(message.pid);
         break;
       case 'pipe':
-        if (pipe !== undefined) program.piped(message.fd, pipe);
+        // A handle can be refused (no descriptors left): the program cannot run without its pipe.
+        if (pipe === undefined) {
+          program.abandon(new LaunchFailed(`the pipe of descriptor ${message.fd} did not arrive`, undefined));
+          this.forget(message.id);
+        } else {
+          program.piped(message.fd, pipe);
+        }
         break;
       case 'failed':
         this.forget(message.id);
@@ -285,7 +323,11 @@ class RemoteProgram implements LaunchedProcess {
     // Pipes are socket pairs, and the server's end of stdin is readable too: when the program exits with
     // bytes of its input unread, that end is reset. The writer learns it from its next write; with no
     // writer left, the error must not bring down the server.
-    if (fd === STDIN_FD) pipe.on('error', () => undefined);
+    // Its reading side ending must not end its writing side either: only the writer ends that.
+    if (fd === STDIN_FD) {
+      pipe.on('error', () => undefined);
+      pipe.allowHalfOpen = true;
+    }
     this.pipes.set(fd, pipe);
     if (this.pipes.size < this.expectedPipes) return;
     const stderr = this.pipes.get(STDERR_FD);
@@ -314,6 +356,17 @@ class RemoteProgram implements LaunchedProcess {
       );
     }
     this.resolveExit(end);
+  }
+
+  /** Gives up on a program that has not started: it is killed, and false if it had already started or ended. */
+  abandon(error: LaunchFailed): boolean {
+    if (this.ended || this.pipes.size >= this.expectedPipes) return false;
+    this.kill();
+    this.ended = true;
+    this.destroyPipes();
+    this.rejectStarted(error);
+    this.rejectClosed(error);
+    return true;
   }
 
   lost(error: LauncherLost): void {

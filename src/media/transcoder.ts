@@ -166,21 +166,34 @@ export class Transcoder {
    */
   async run(input: Readable | undefined, job: TranscodeJob, outputPath?: string): Promise<TranscodeResult> {
     const { command, args } = this.commandLine(this.options.ffmpegPath, ffmpegArguments(job, outputPath));
-    let child: LaunchedProcess;
+    // The time limit runs from the request to start ffmpeg: a start that never completes is stopped too.
+    let timedOut = false;
+    let started: LaunchedProcess | undefined;
+    const stopStarting = new AbortController();
+    const timer = setTimeout(() => {
+      timedOut = true;
+      stopStarting.abort();
+      started?.kill();
+    }, this.options.timeoutMs);
     try {
-      child = await this.options.launcher.launch({
-        command,
-        args,
-        // Nothing of the service's environment (database URL, secrets) reaches the decoder.
-        env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LC_ALL: 'C' },
-        stdin: input !== undefined,
-        fd3: job.peaks,
-        niceness: ENCODER_NICENESS,
-      });
+      started = await this.options.launcher.launch(
+        {
+          command,
+          args,
+          // Nothing of the service's environment (database URL, secrets) reaches the decoder.
+          env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LC_ALL: 'C' },
+          stdin: input !== undefined,
+          fd3: job.peaks,
+          niceness: ENCODER_NICENESS,
+        },
+        stopStarting.signal,
+      );
     } catch (error) {
+      clearTimeout(timer);
       input?.destroy();
       throw new Unavailable('The audio converter is not available.', 30, { cause: error });
     }
+    const child = started;
 
     // The tail also holds loudnorm's closing report, when the job asked for it.
     let stderrTail = '';
@@ -188,12 +201,13 @@ export class Transcoder {
       stderrTail = (stderrTail + text).slice(-STDERR_TAIL_BYTES);
     });
 
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill();
-    }, this.options.timeoutMs);
-
+    // Which side failed first decides. The input's error is the upload's (cut short, a limit hit), whatever
+    // its code: a client's reset is ECONNRESET too, and ignoring it would store half a file. A failure of
+    // stdin alone means ffmpeg stopped reading (at its time limit, or failing): its exit status judges that.
+    let inputFailed = false;
+    input?.once('error', () => {
+      inputFailed = true;
+    });
     // Node's default 64 KiB pipe writes keep ffmpeg fed (docs/benchmarks.md); bigger buffers would only
     // cost memory per upload.
     const stdin = child.stdin;
@@ -201,9 +215,8 @@ export class Transcoder {
       input === undefined || stdin === undefined
         ? Promise.resolve(undefined)
         : pipeline(input, stdin).catch((error: unknown) => {
-            // ffmpeg closing its stdin (at its time limit, or failing) is judged by its exit status
-            // below; any other error is the input's. So is the premature close that follows our own kill.
-            if (timedOut || isBrokenPipe(error)) return undefined;
+            // After our own kill at the time limit, whatever the pipe reports is expected.
+            if (timedOut || (!inputFailed && isBrokenPipe(error))) return undefined;
             child.kill();
             return error instanceof Error ? error : new Error(String(error));
           });
@@ -256,8 +269,8 @@ export class Transcoder {
   }
 
   private failure(code: number | null, stderrTail: string): Error {
-    // sh or prlimit could not start ffmpeg (126: not executable, 127: not found): the converter is missing.
-    if ((code === 126 || code === 127) && /failed to execute|exec: /.test(stderrTail)) {
+    // The launcher or prlimit could not start ffmpeg (127: not found or not executable): it is missing.
+    if ((code === 126 || code === 127) && /failed to execute|cannot execute/.test(stderrTail)) {
       return new Unavailable('The audio converter is not available.', 30, { cause: new Error(stderrTail.trim()) });
     }
     if (/No space left on device/i.test(stderrTail)) {
