@@ -39,6 +39,8 @@ export interface Services {
   readonly recordings: RecordingService;
   /** Resolves with ffmpeg's version once it is known to run with the needed encoder; checked once. */
   converterReady(): Promise<string>;
+  /** Starts the process that starts the encoders (media/launcher.ts) now rather than at the first upload. */
+  startConverter(): void;
   /** Closes the database. */
   close(): Promise<void>;
 }
@@ -129,6 +131,7 @@ export async function createServices(config: Config, options: ServiceOptions = {
       linkCache,
     }),
     converterReady: () => (converterCheck ??= checkFfmpeg(config.ffmpegPath)),
+    startConverter: () => launcher.start(),
     close: async () => {
       launcher.close();
       await database.close();

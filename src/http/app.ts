@@ -49,6 +49,7 @@ export async function buildApp(services: Services): Promise<FastifyInstance> {
   const { removedFiles } = await services.scratch.init();
   if (removedFiles > 0) app.log.warn({ removedTempFiles: removedFiles }, 'removed temp files left by an earlier run');
 
+  services.startConverter();
   services.converterReady().then(
     (version) => app.log.info({ ffmpeg: version }, 'converter found'),
     (error: unknown) => app.log.error({ err: error }, 'ffmpeg cannot be run: uploads will fail until it can'),

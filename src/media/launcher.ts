@@ -142,21 +142,30 @@ type LauncherMessage =
  * a child with a plain fork, which marks every page of the forking process copy-on-write; the server then
  * takes a page fault on each page it writes afterwards, about 30,000 per eight uploads on a 100+ MiB
  * server, and on a virtual machine each fault is costly (half of the server's CPU during uploads; bench
- * row 28). The launcher is small and idle, so its forks cost little. Started on first use; a launcher that
- * dies is replaced on the next launch.
+ * row 28). The launcher is small and idle, so its forks cost little. The server starts it with the HTTP
+ * app (`start`), or the first launch does; a launcher that dies is replaced on the next launch.
  */
 export class ProcessLauncher {
   private launcher: LauncherProcess | undefined;
 
   /** `signal` stops a start that has not completed: the program is killed and the promise rejects. */
   launch(request: LaunchRequest, signal?: AbortSignal): Promise<LaunchedProcess> {
+    return this.running().launch(request, signal);
+  }
+
+  /** Starts the launcher ahead of the first program, so that the first upload does not wait for Node to boot. */
+  start(): void {
+    this.running();
+  }
+
+  private running(): LauncherProcess {
     if (this.launcher === undefined || this.launcher.lost) {
       const launcher = new LauncherProcess(() => {
         if (this.launcher === launcher) this.launcher = undefined;
       });
       this.launcher = launcher;
     }
-    return this.launcher.launch(request, signal);
+    return this.launcher;
   }
 
   /** The launcher stops what it started and exits. */
