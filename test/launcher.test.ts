@@ -131,6 +131,11 @@ describe('ProcessLauncher', () => {
     await expect(launcher.launch(shell('exec sleep 30', { stdin: true }), AbortSignal.abort())).rejects.toThrow(
       /stopped before it completed/,
     );
+    // Asked while the launcher is starting it: the held program is killed, not left waiting for its go.
+    const stopping = new AbortController();
+    const held = launcher.launch(shell('exec sleep 30', { stdin: true, fd3: true }), stopping.signal);
+    stopping.abort();
+    await expect(held).rejects.toThrow(/stopped before it completed/);
     const next = await launcher.launch(shell('echo still here >&2'));
     expect(await text(next.stderr)).toBe('still here\n');
   });

@@ -202,6 +202,8 @@ class LauncherProcess {
   }
 
   launch(request: LaunchRequest, signal: AbortSignal | undefined): Promise<LaunchedProcess> {
+    // Asked to stop already: nothing is started (a held sh would wait for a go that never comes).
+    if (signal?.aborted === true) return Promise.reject(stoppedBeforeStart());
     const id = this.nextId++;
     const pipes = 1 + (request.stdin ? 1 : 0) + (request.fd3 ? 1 : 0);
     const program = new RemoteProgram(pipes, {
@@ -210,12 +212,11 @@ class LauncherProcess {
     });
     this.track(id, program);
     const stop = () => {
-      if (!program.abandon(new LaunchFailed('the start was stopped before it completed', undefined))) return;
+      if (!program.abandon(stoppedBeforeStart())) return;
       // Whatever the launcher still sends about it is dropped (and its pipes closed).
       this.forget(id);
     };
-    if (signal?.aborted === true) stop();
-    else signal?.addEventListener('abort', stop, { once: true });
+    signal?.addEventListener('abort', stop, { once: true });
     void program.started.then(
       () => signal?.removeEventListener('abort', stop),
       () => signal?.removeEventListener('abort', stop),
@@ -273,6 +274,8 @@ class LauncherProcess {
     }
   }
 }
+
+const stoppedBeforeStart = () => new LaunchFailed('the start was stopped before it completed', undefined);
 
 const STDIN_FD = 0;
 const STDERR_FD = 2;
