@@ -14,6 +14,7 @@ import {
 import { copyableAs } from '../../src/media/source-codec.js';
 import { ENCODER_NICENESS, ffmpegArguments, type TranscodeJob } from '../../src/media/transcoder.js';
 import { now } from '../../test/kit/stats.js';
+import { statTimes } from './cpu.js';
 
 const SAMPLE_RATE = 44_100;
 const CHANNELS = 2;
@@ -478,16 +479,9 @@ export async function runPool(jobs: ReadonlyArray<() => Promise<unknown>>, concu
   return now() - started;
 }
 
-// Linux reports times in clock ticks of 1/100 s (USER_HZ) on every architecture Node runs on.
-const USER_HZ = 100;
-
 /** cutime + cstime of this process (its reaped children's CPU time), ms. */
 async function childrenCpuMs(): Promise<number> {
-  const stat = await readFile('/proc/self/stat', 'utf8');
-  // Fields after the command name (which may hold spaces) in parentheses; cutime and cstime are fields
-  // 16 and 17, the 14th and 15th after it.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return ((Number(fields[13]) + Number(fields[14])) * 1000) / USER_HZ;
+  return statTimes(await readFile('/proc/self/stat', 'utf8')).reapedChildrenSeconds * 1000;
 }
 
 const PEAKS_OUTPUT = 'pipe:3';

@@ -23,19 +23,13 @@ async function coreTimes(): Promise<CoreTimes> {
 }
 
 /** One process's CPU-seconds: its own, and those of its children it has reaped (waited for). */
-interface ProcessTimes {
+export interface ProcessTimes {
   readonly ownSeconds: number;
   readonly reapedChildrenSeconds: number;
 }
 
-/** undefined when the process is gone. */
-async function processTimes(pid: number): Promise<ProcessTimes | undefined> {
-  let stat: string;
-  try {
-    stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return undefined;
-  }
+/** The times in a /proc/PID/stat line. */
+export function statTimes(stat: string): ProcessTimes {
   // The command name (field 2) is in parentheses and may hold spaces: count fields after its last ')'.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // Fields 14–17 of stat(5): utime stime cutime cstime; `fields` starts at field 3.
@@ -46,9 +40,15 @@ async function processTimes(pid: number): Promise<ProcessTimes | undefined> {
   };
 }
 
+/** undefined when the process is gone. */
+async function processTimes(pid: number): Promise<ProcessTimes | undefined> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
+  return stat === undefined ? undefined : statTimes(stat);
+}
+
 /**
  * The server's launcher (src/media/launcher.ts), the Node process that starts its encoders: a child of the
- * server named node. undefined before the first upload starts it.
+ * server named node (it starts with the server's HTTP app). undefined while there is none.
  */
 export async function launcherOf(serverPid: number): Promise<number | undefined> {
   const children = await readFile(`/proc/${serverPid}/task/${serverPid}/children`, 'utf8').catch(() => '');

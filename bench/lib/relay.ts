@@ -7,6 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { freePort } from '../../test/kit/http.js';
 import { sleep } from '../../test/kit/stats.js';
 import { ENCODER_NICENESS } from '../../src/media/transcoder.js';
+import { statTimes } from './cpu.js';
 
 /**
  * The floor under the service's own CPU during row 4 (row 28's relay baseline): socat, a C program that does
@@ -15,9 +16,6 @@ import { ENCODER_NICENESS } from '../../src/media/transcoder.js';
  * database: whatever the service spends beyond this is its own.
  */
 const RELAY_CHUNK_BYTES = 64 * 1024;
-
-// USER_HZ: /proc's unit of CPU time.
-const TICKS_PER_SECOND = 100;
 
 /** What one relayed conversion took: socat's CPU-seconds (its own, 10 ms resolution). */
 export interface RelayedRun {
@@ -70,12 +68,9 @@ export async function runRelayed(
   if (relayCode === 127) throw new Error('socat is not installed (apt-get install socat; .ci/run installs it)');
   if (relayCode !== 0) throw new Error(`socat exited with ${relayCode}: ${relayOutput}`);
   if (ffmpegCode !== 0) throw new Error(`ffmpeg exited with ${ffmpegCode}: ${(await ffmpegStderr).trim()}`);
-  const statLine = relayOutput.split('\n').at(-1) ?? '';
-  // stat(5) fields 16 and 17 (cutime, cstime) are the 14th and 15th after the command name's ')'.
-  const fields = statLine.slice(statLine.lastIndexOf(')') + 2).split(' ');
-  const ticks = Number(fields[13]) + Number(fields[14]);
-  if (!Number.isFinite(ticks)) throw new Error(`no /proc stat line from the relay's shell: ${relayOutput}`);
-  return { relaySeconds: ticks / TICKS_PER_SECOND };
+  const relaySeconds = statTimes(relayOutput.split('\n').at(-1) ?? '').reapedChildrenSeconds;
+  if (!Number.isFinite(relaySeconds)) throw new Error(`no /proc stat line from the relay's shell: ${relayOutput}`);
+  return { relaySeconds };
 }
 
 function renice(child: ChildProcess): void {

@@ -191,7 +191,7 @@ export class Transcoder {
     } catch (error) {
       clearTimeout(timer);
       input?.destroy();
-      throw new Unavailable('The audio converter is not available.', 30, { cause: error });
+      throw converterUnavailable(error);
     }
     const child = started;
 
@@ -260,7 +260,7 @@ export class Transcoder {
     } catch (error) {
       if (error instanceof DomainError) throw error;
       if (error instanceof LauncherLost) {
-        throw new Unavailable('The audio converter is not available.', 30, { cause: error });
+        throw converterUnavailable(error);
       }
       throw error;
     } finally {
@@ -271,7 +271,7 @@ export class Transcoder {
   private failure(code: number | null, stderrTail: string): Error {
     // The launcher or prlimit could not start ffmpeg (127: not found or not executable): it is missing.
     if ((code === 126 || code === 127) && /failed to execute|cannot execute/.test(stderrTail)) {
-      return new Unavailable('The audio converter is not available.', 30, { cause: new Error(stderrTail.trim()) });
+      return converterUnavailable(new Error(stderrTail.trim()));
     }
     if (/No space left on device/i.test(stderrTail)) {
       return new InsufficientStorage('The server ran out of disk space while converting; try again later.');
@@ -288,6 +288,9 @@ export class Transcoder {
     return { command: prlimitPath, args: [`--as=${maxMemoryBytes}`, '--', program, ...programArgs] };
   }
 }
+
+const converterUnavailable = (cause: unknown) =>
+  new Unavailable('The audio converter is not available.', 30, { cause });
 
 /** loudnorm's closing JSON report (print_format=json) holds the output's integrated loudness. */
 function measuredLoudness(stderr: string): number | undefined {
